@@ -1,0 +1,195 @@
+"""Loaders for a user's own files: interactions and items, CSV or Parquet, validated.
+
+Every problem is reported with the file, the 1-based line (header = line 1) and the field,
+and a file with any problem produces no ``Dataset`` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from frugalrec.data.dataset import Dataset, build_dataset
+from frugalrec.data.errors import DataValidationError, Problem
+
+MAX_PROBLEMS = 100
+INTERACTION_COLUMNS = ("user", "item")
+OPTIONAL_INTERACTION_COLUMNS = ("rating", "timestamp")
+
+
+def read_table(path: str | Path, required: tuple[str, ...]) -> tuple[pd.DataFrame, list[Problem]]:
+    """Read a CSV/TSV/Parquet file as strings; return the frame and the problems found.
+
+    Problems cover: missing file, empty file, undecodable bytes (with the line), duplicate
+    or missing header columns, rows with the wrong number of fields, empty ids.
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.is_file():
+        return pd.DataFrame(), [Problem(name, "file not found")]
+    if p.suffix.lower() in {".parquet", ".pq"}:
+        try:
+            df = pd.read_parquet(p)
+        except Exception as exc:  # pyarrow raises many types for a bad file
+            return pd.DataFrame(), [Problem(name, f"not a readable Parquet file: {exc}")]
+        cols = [str(c) for c in df.columns]
+        problems = _header_problems(name, cols, required)
+        if problems:
+            return pd.DataFrame(), problems
+        df.columns = cols
+        df = df.astype(str).where(df.notna(), "")
+        return df, _empty_id_problems(name, df, required)
+    raw = p.read_bytes()
+    if not raw.strip():
+        return pd.DataFrame(), [Problem(name, "file is empty", line=1)]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return pd.DataFrame(), [
+            Problem(name, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save as UTF-8", line=line)
+        ]
+    first = text.split("\n", 1)[0]
+    delim = "\t" if first.count("\t") > first.count(",") else ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delim))
+    header = [h.strip() for h in rows[0]]
+    problems = _header_problems(name, header, required)
+    if problems:
+        return pd.DataFrame(), problems
+    body: list[list[str]] = []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank lines are harmless
+        if len(row) != len(header):
+            problems.append(
+                Problem(name, f"expected {len(header)} fields, found {len(row)}", line=lineno)
+            )
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            continue
+        body.append([c.strip() for c in row])
+    df = pd.DataFrame(body, columns=header)
+    df.attrs["lines"] = _line_numbers(rows)
+    return df, problems + _empty_id_problems(name, df, required)
+
+
+def _line_numbers(rows: list[list[str]]) -> np.ndarray:
+    """1-based file line of each kept data row (blank lines skipped; wrong-width rows too)."""
+    width = len(rows[0])
+    lines = [
+        i
+        for i, row in enumerate(rows[1:], start=2)
+        if row and not (len(row) == 1 and not row[0].strip()) and len(row) == width
+    ]
+    return np.asarray(lines, dtype=np.int64)
+
+
+def _header_problems(name: str, header: list[str], required: tuple[str, ...]) -> list[Problem]:
+    problems = []
+    seen: set[str] = set()
+    for col in header:
+        if col in seen:
+            problems.append(Problem(name, f"duplicate column {col!r} in header", line=1, field=col))
+        seen.add(col)
+    for col in required:
+        if col not in seen:
+            problems.append(
+                Problem(name, f"missing required column {col!r} (found: {header})", line=1, field=col)
+            )
+    return problems
+
+
+def _lines(df: pd.DataFrame) -> np.ndarray:
+    lines = df.attrs.get("lines")
+    if lines is None or len(lines) != len(df):
+        return np.arange(len(df), dtype=np.int64) + 2
+    return np.asarray(lines)
+
+
+def _empty_id_problems(name: str, df: pd.DataFrame, required: tuple[str, ...]) -> list[Problem]:
+    problems: list[Problem] = []
+    lines = _lines(df)
+    for col in required:
+        bad = np.flatnonzero(df[col].astype(str).str.strip().eq("").to_numpy())
+        problems += [Problem(name, "empty value", line=int(lines[j]), field=col) for j in bad[:MAX_PROBLEMS]]
+    return problems
+
+
+def _numeric(name: str, df: pd.DataFrame, col: str) -> tuple[np.ndarray, list[Problem]]:
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    lines = _lines(df)
+    problems = [
+        Problem(name, f"not a number: {df[col].iloc[j]!r}", line=int(lines[j]), field=col)
+        for j in bad[:MAX_PROBLEMS]
+    ]
+    return values, problems
+
+
+def _timestamps(name: str, df: pd.DataFrame) -> tuple[np.ndarray, list[Problem]]:
+    """Unix seconds from numbers or ISO-8601 strings."""
+    col = df["timestamp"]
+    numeric = pd.to_numeric(col, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy(np.float64).astype(np.int64), []
+    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    lines = _lines(df)
+    if len(bad):
+        return np.zeros(len(df), np.int64), [
+            Problem(name, f"not a timestamp (Unix seconds or ISO-8601): {col.iloc[j]!r}",
+                    line=int(lines[j]), field="timestamp")
+            for j in bad[:MAX_PROBLEMS]
+        ]
+    return (parsed.astype("int64") // 10**9).to_numpy(np.int64), []
+
+
+def load_interactions(
+    interactions: str | Path,
+    items: str | Path | None = None,
+    name: str = "custom",
+) -> Dataset:
+    """Validate and load ``user,item[,rating][,timestamp]`` plus an optional items file.
+
+    The items file needs ``item,title``; any other columns are kept as text fields.
+    Raises :class:`DataValidationError` listing every problem (file, line, field).
+    """
+    df, problems = read_table(interactions, INTERACTION_COLUMNS)
+    rating = ts = None
+    if not problems:
+        if "rating" in df:
+            rating, more = _numeric(str(interactions), df, "rating")
+            problems += more
+        if "timestamp" in df:
+            ts, more = _timestamps(str(interactions), df)
+            problems += more
+        if not len(df):
+            problems.append(Problem(str(interactions), "no interactions (header only)", line=1))
+    item_table = None
+    if items is not None:
+        item_table, item_problems = read_table(items, ("item", "title"))
+        problems += item_problems
+        if not item_problems:
+            dup = item_table["item"].duplicated(keep="first").to_numpy()
+            lines = _lines(item_table)
+            problems += [
+                Problem(str(items), f"duplicate item id {item_table['item'].iloc[j]!r}",
+                        line=int(lines[j]), field="item")
+                for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
+            ]
+            if "year" in item_table:
+                item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype("Int64")
+    if problems:
+        raise DataValidationError(problems[:MAX_PROBLEMS], truncated=max(0, len(problems) - MAX_PROBLEMS))
+    return build_dataset(
+        name,
+        df["user"].to_numpy(),
+        df["item"].to_numpy(),
+        None if rating is None else rating.astype(np.float32),
+        ts,
+        item_table=item_table,
+    )
