@@ -1,0 +1,113 @@
+"""``frugalrec evaluate``: tuned full-ranking evaluation of several models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from frugalrec._io import dumps, write_json_atomic
+from frugalrec._table import format_table
+
+SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hr@10", "precision@10", "coverage@10", "novelty@10", "ild@10", "ndcg@20")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("evaluate", help="tune on valid, report full-ranking test metrics")
+    src = p.add_argument_group("data (a built-in dataset, your own files, or a ready split)")
+    src.add_argument("--dataset", default=None, help="built-in dataset (ml-100k)")
+    src.add_argument("--interactions", help="your interactions file (then --protocol applies)")
+    src.add_argument("--items", help="items file (item,title[,year,genres,...])")
+    src.add_argument("--train", help="external split: train file (user,item)")
+    src.add_argument("--valid", help="external split: valid file")
+    src.add_argument("--test", help="external split: test file")
+    src.add_argument("--cold-items", help="external split: CSV with column item; test ranks only these")
+    p.add_argument("--protocol", default="random", choices=["random", "temporal", "cold-item"])
+    p.add_argument("--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names")
+    p.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
+    p.add_argument("--recs-out", metavar="FILE", help="write top-20 lists (user,item,rank,score)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The split the options describe (built-in, own files + protocol, or external)."""
+    from frugalrec.cli import UsageError
+    from frugalrec.data.loaders import load_interactions
+    from frugalrec.data.sources import load_dataset, load_external_split
+    from frugalrec.data.splits import make_split
+
+    external = [args.train, args.valid, args.test]
+    if any(external):
+        if not all(external):
+            raise UsageError("an external split needs all of --train, --valid and --test")
+        if args.dataset or args.interactions:
+            raise UsageError("use either --dataset/--interactions or --train/--valid/--test, not both")
+        return load_external_split(args.train, args.valid, args.test, args.items, args.cold_items)
+    if args.cold_items:
+        raise UsageError("--cold-items applies to an external split (--train/--valid/--test)")
+    if args.interactions:
+        ds = load_interactions(args.interactions, args.items)
+    else:
+        ds = load_dataset(args.dataset or "ml-100k")
+    return make_split(ds, args.protocol, seed=args.seed)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from frugalrec.evaluate.run import n_steps, run_models, write_recs
+    from frugalrec.models.registry import model_class
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        model_class(m)  # unknown names fail before any work
+    t0 = time.perf_counter()
+    split = resolve_split(args)
+    bar = tqdm(total=n_steps(models, not args.no_tune), desc="evaluate", unit="fit",
+               disable=args.quiet, file=sys.stderr, leave=False)
+
+    def tick(label: str, steps: int) -> None:
+        bar.set_postfix_str(label)
+        bar.update(steps)
+
+    runs = run_models(split, models, do_tune=not args.no_tune, progress=tick,
+                      n_boot=args.bootstrap, seed=args.seed)
+    bar.close()
+    payload = {
+        "dataset": split.dataset.name if split.protocol != "external" else "external",
+        "protocol": split.protocol,
+        "split": split.counts(),
+        "results": [r.to_dict() for r in runs],
+        "seconds": time.perf_counter() - t0,
+    }
+    if args.recs_out:
+        for r in runs:
+            path = Path(args.recs_out)
+            if len(runs) > 1:
+                path = path.with_name(f"{path.stem}.{r.model}{path.suffix or '.csv'}")
+            n = write_recs(r, split, path)
+            print(f"wrote {n} rows to {path}", file=sys.stderr)
+    if args.json == "-":
+        print(dumps(payload, indent=2))
+        return 0
+    if args.json:
+        write_json_atomic(args.json, payload)
+    rows = []
+    for r in runs:
+        row: dict[str, object] = {"model": r.model}
+        row.update({k: r.result.metrics.get(k) for k in SHOWN})
+        lo_hi = r.result.ci95.get("ndcg@10")
+        row["ndcg@10 95% CI"] = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+        row["fit_s"] = round(r.fit_seconds, 2)
+        rows.append(row)
+    print(f"{payload['dataset']} / {split.protocol}: {payload['split']}")
+    print(format_table(rows, ["model", *SHOWN, "ndcg@10 95% CI", "fit_s"]))
+    print(f"({payload['seconds']:.1f} s; tuned on valid, refitted on train+valid, scored on test)")
+    if args.json:
+        print(f"results written to {args.json}")
+    return 0

@@ -1,0 +1,1 @@
+"""Cost: profiler, hardware profiles and ceilings, roofline projection, scaling, planner."""

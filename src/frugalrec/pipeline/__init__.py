@@ -1,0 +1,1 @@
+"""Online pipeline: candidate retrieval, re-ranking, explanations."""

