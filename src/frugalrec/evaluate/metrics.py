@@ -21,9 +21,7 @@ def hits_matrix(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     return h & (top >= 0)
 
 
-def per_user_metrics(
-    top: np.ndarray, relevant: sp.csr_matrix, k: int
-) -> dict[str, np.ndarray]:
+def per_user_metrics(top: np.ndarray, relevant: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
     """float64 [n] arrays for recall, ndcg, mrr, hr, precision @k.
 
     Binary relevance; IDCG over min(|test_u|, k); recall divides by |test_u|.

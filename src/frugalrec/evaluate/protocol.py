@@ -121,7 +121,10 @@ def grid_configs(base: RecommenderConfig, grid: dict[str, list[Any]]) -> list[Re
     if not grid:
         return [base]
     keys = list(grid)
-    return [base.replace(**dict(zip(keys, vals, strict=True))) for vals in itertools.product(*grid.values())]
+    return [
+        base.replace(**dict(zip(keys, vals, strict=True)))
+        for vals in itertools.product(*grid.values())
+    ]
 
 
 @dataclass

@@ -13,7 +13,14 @@ import pandas as pd
 
 from frugalrec._io import atomic_path
 from frugalrec.data.splits import Split
-from frugalrec.evaluate.protocol import KS, EvalResult, evaluate_model, genre_features, grid_configs, tune
+from frugalrec.evaluate.protocol import (
+    KS,
+    EvalResult,
+    evaluate_model,
+    genre_features,
+    grid_configs,
+    tune,
+)
 from frugalrec.models.base import Recommender
 from frugalrec.models.registry import GRIDS, model_class
 
@@ -72,7 +79,12 @@ def run_models(
         configs = grid_configs(cls.config_cls(), grid)
         t0 = time.perf_counter()
         if len(configs) > 1:
-            tuned = tune(cls, configs, split, on_trial=lambda _t, n=name: progress and progress(n, 1))
+
+            def on_trial(_trial: dict[str, Any], label: str = name) -> None:
+                if progress:
+                    progress(label, 1)
+
+            tuned = tune(cls, configs, split, on_trial=on_trial)
             best, best_valid, trials = tuned.best_config, tuned.best_valid, tuned.trials
         else:
             best, best_valid, trials = configs[0], None, []
@@ -82,11 +94,20 @@ def run_models(
         t1 = time.perf_counter()
         model = cls(best).fit(split.train_valid)
         fit_s = time.perf_counter() - t1
-        res = evaluate_model(model, split, "test", ks=ks, features=features,
-                             rng=np.random.default_rng(seed), n_boot=n_boot)
+        res = evaluate_model(
+            model,
+            split,
+            "test",
+            ks=ks,
+            features=features,
+            rng=np.random.default_rng(seed),
+            n_boot=n_boot,
+        )
         if progress:
             progress(name, 1)
-        runs.append(ModelRun(name, best.to_dict(), res, fit_s, tune_s, grid, trials, best_valid, model))
+        runs.append(
+            ModelRun(name, best.to_dict(), res, fit_s, tune_s, grid, trials, best_valid, model)
+        )
     return runs
 
 
@@ -94,7 +115,9 @@ def n_steps(models: Sequence[str], do_tune: bool = True) -> int:
     """Progress-bar length for :func:`run_models`."""
     total = 0
     for name in models:
-        configs = grid_configs(model_class(name).config_cls(), GRIDS.get(name, {}) if do_tune else {})
+        configs = grid_configs(
+            model_class(name).config_cls(), GRIDS.get(name, {}) if do_tune else {}
+        )
         total += (len(configs) if len(configs) > 1 else 1) + 1
     return total
 
@@ -106,12 +129,14 @@ def write_recs(run: ModelRun, split: Split, path: str | Path, k: int = 20) -> in
     users = np.repeat(run.result.users, top.shape[1])
     ranks = np.tile(np.arange(1, top.shape[1] + 1), len(run.result.users))
     keep = top.ravel() >= 0
-    frame = pd.DataFrame({
-        "user": ds.users_vocab.external(users[keep]),
-        "item": ds.items_vocab.external(top.ravel()[keep]),
-        "rank": ranks[keep],
-        "score": scores.ravel()[keep],
-    })
+    frame = pd.DataFrame(
+        {
+            "user": ds.users_vocab.external(users[keep]),
+            "item": ds.items_vocab.external(top.ravel()[keep]),
+            "rank": ranks[keep],
+            "score": scores.ravel()[keep],
+        }
+    )
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     return len(frame)

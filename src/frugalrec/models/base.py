@@ -71,7 +71,9 @@ def top_k(
     k = min(k, m)
     if k <= 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    )
     vals = np.take_along_axis(scores, part, axis=1)
     # Stable order: by score desc, then by index asc, so results are deterministic.
     order = np.lexsort((part, -vals), axis=1)
@@ -146,7 +148,9 @@ class Recommender(ABC):
         return self
 
     @abstractmethod
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         """Model-specific training on binary CSR ``X`` [n_users, n_items]."""
 
     # ---- scoring ----------------------------------------------------------------------
@@ -280,7 +284,7 @@ class Recommender(ABC):
         """Learned arrays to persist (besides history and popularity)."""
         return {}
 
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
         """Restore learned arrays saved by :meth:`_state`."""
 
     def save(self, path: str | Path) -> Path:
@@ -329,7 +333,9 @@ def load_model(path: str | Path) -> Recommender:
     except json.JSONDecodeError as exc:
         raise ModelArtifactError(f"{meta_path}: corrupted JSON ({exc})") from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelArtifactError(f"{meta_path}: format_version {meta.get('format_version')!r} unsupported")
+        raise ModelArtifactError(
+            f"{meta_path}: format_version {meta.get('format_version')!r} unsupported"
+        )
     if sha256_file(npz) != meta.get("arrays_sha256"):
         raise ModelArtifactError(f"{npz}: checksum mismatch (corrupted or truncated artifact)")
     cls = model_class(meta["model"])

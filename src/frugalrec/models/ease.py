@@ -22,7 +22,9 @@ class EASERecommender(Recommender):
     name = "ease"
     config_cls = EASEConfig
 
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         if self.config.l2 <= 0:  # type: ignore[attr-defined]
             raise ValueError(f"ease: l2 must be > 0, got {self.config.l2}")  # type: ignore[attr-defined]
         G = (X.T @ X).toarray().astype(np.float64)
@@ -33,7 +35,9 @@ class EASERecommender(Recommender):
         self.weights_ = B.astype(np.float32)
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
-        return np.asarray(sp.csr_matrix(history, dtype=np.float32) @ self.weights_, dtype=np.float32)
+        return np.asarray(
+            sp.csr_matrix(history, dtype=np.float32) @ self.weights_, dtype=np.float32
+        )
 
     def _item_representation(self) -> np.ndarray:
         return self.weights_.T

@@ -34,7 +34,7 @@ class BPRConfig(RecommenderConfig):
     regularization: float = 0.05
     iterations: int = 100
     seed: int = 42
-    fold_in_l2: float = 1.0
+    fold_in_scale: float = 1.0
 
 
 class _FactorModel(Recommender):
@@ -65,7 +65,9 @@ class ALSRecommender(_FactorModel):
     name = "als"
     config_cls = ALSConfig
 
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg: ALSConfig = self.config  # type: ignore[assignment]
@@ -112,7 +114,9 @@ class BPRRecommender(_FactorModel):
     name = "bpr"
     config_cls = BPRConfig
 
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         cfg: BPRConfig = self.config  # type: ignore[assignment]
@@ -134,12 +138,10 @@ class BPRRecommender(_FactorModel):
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
     def _fold_in_factors(self, history: sp.csr_matrix) -> np.ndarray:
-        # BPR has no closed-form user update; a ridge fit of the user's 0/1 history onto the
-        # frozen item factors is a cheap, deterministic stand-in (the bias column stays 1).
-        cfg: BPRConfig = self.config  # type: ignore[assignment]
-        V = self.item_factors_[:, :-1].astype(np.float64)
-        bias = self.item_factors_[:, -1].astype(np.float64)
-        A = V.T @ V + cfg.fold_in_l2 * np.eye(V.shape[1])
-        target = history.toarray().astype(np.float64) - bias[None, :]
-        U = np.linalg.solve(A, V.T @ target.T).T
-        return np.hstack([U, np.ones((U.shape[0], 1))]).astype(np.float32)
+        # BPR has no closed-form user update. The mean of the history's item factors is a
+        # cheap, deterministic stand-in (a ridge fit to 0/1 targets was measured worse: BPR
+        # factors are trained for ranking, not squared error). The bias column stays 1.
+        V = self.item_factors_[:, :-1]
+        n = np.maximum(np.diff(history.indptr), 1).astype(np.float32)
+        U = np.asarray(history @ V) / n[:, None] * self.config.fold_in_scale  # type: ignore[attr-defined]
+        return np.hstack([U, np.ones((U.shape[0], 1), np.float32)]).astype(np.float32)

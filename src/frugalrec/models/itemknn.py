@@ -28,7 +28,9 @@ class ItemKNNRecommender(Recommender):
     name = "itemknn"
     config_cls = ItemKNNConfig
 
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         cfg: ItemKNNConfig = self.config  # type: ignore[assignment]
         if cfg.neighbors < 1 or cfg.shrink < 0 or not 0 <= cfg.alpha <= 1:
             raise ValueError(f"itemknn: invalid config {cfg}")
@@ -62,7 +64,9 @@ class ItemKNNRecommender(Recommender):
         self.similarity_ = S
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((sp.csr_matrix(history, dtype=np.float32) @ self.similarity_).toarray(), np.float32)
+        return np.asarray(
+            (sp.csr_matrix(history, dtype=np.float32) @ self.similarity_).toarray(), np.float32
+        )
 
     def _item_representation(self) -> np.ndarray:
         return self.similarity_.T.toarray()

@@ -20,7 +20,9 @@ class PopRecommender(Recommender):
     name = "pop"
     config_cls = PopConfig
 
-    def _fit(self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None) -> None:
+    def _fit(
+        self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
+    ) -> None:
         pass
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:

@@ -49,7 +49,9 @@ def model_class(name: str) -> type[Recommender]:
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}") from None
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}"
+        ) from None
 
 
 def available_models() -> list[str]:
