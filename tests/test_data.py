@@ -158,3 +158,7 @@ def test_cold_item_split_protocol(ml100k) -> None:  # type: ignore[no-untyped-de
     assert abs(len(cold) / 1682 - 0.2) < 0.01
     assert not cold & set(ml100k.item[s.train_mask | s.valid_mask].tolist())
     assert set(ml100k.item[s.test_mask].tolist()) <= cold
+    cold_valid = set(s.valid_candidates.tolist())
+    assert not cold_valid & cold and abs(len(cold_valid) / 1682 - 0.1) < 0.01
+    assert not cold_valid & set(ml100k.item[s.train_mask].tolist())
+    assert set(ml100k.item[s.valid_mask].tolist()) == cold_valid

@@ -40,6 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names"
     )
     p.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
+    txt = p.add_argument_group("text tier (for content, textmap, hybrid, attention)")
+    txt.add_argument("--encoder", default="minilm", choices=["static", "minilm", "mpnet"])
+    txt.add_argument(
+        "--backend", default=None, help="torch | onnx | onnx-int8 (default: torch; static: static)"
+    )
+    txt.add_argument(
+        "--attributes",
+        default="genres",
+        help="comma-separated '|'-joined item columns appended as features ('' for none)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs"
@@ -99,6 +109,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bar.set_postfix_str(label)
         bar.update(steps)
 
+    item_vectors = None
+    if any(model_class(m).uses_item_vectors for m in models):
+        from frugalrec.text.features import item_features
+
+        backend = args.backend or ("static" if args.encoder == "static" else "torch")
+        attrs = tuple(a for a in args.attributes.split(",") if a)
+        bar.set_postfix_str(f"encoding items ({args.encoder}/{backend})")
+        item_vectors = item_features(split.dataset, args.encoder, backend, attrs)
     runs = run_models(
         split,
         models,
@@ -106,11 +124,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=tick,
         n_boot=args.bootstrap,
         seed=args.seed,
+        item_vectors=item_vectors,
     )
     bar.close()
     payload = {
         "dataset": split.dataset.name if split.protocol != "external" else "external",
         "protocol": split.protocol,
+        "encoder": None
+        if item_vectors is None
+        else {
+            "tier": args.encoder,
+            "backend": args.backend or ("static" if args.encoder == "static" else "torch"),
+            "attributes": args.attributes,
+            "dims": int(item_vectors.shape[1]),
+        },
         "split": split.counts(),
         "results": [r.to_dict() for r in runs],
         "seconds": time.perf_counter() - t0,

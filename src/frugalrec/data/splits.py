@@ -4,7 +4,8 @@
   least one valid and one test item for every user who has at least 3 interactions.
 * ``temporal``: per user by timestamp: last 10% test, previous 10% valid.
 * ``cold-item``: 20% of items (seeded) and all their interactions leave train/valid; the
-  test ranks only among those items, for the users who interacted with them.
+  test ranks only among those items, for the users who interacted with them. Valid is the
+  same construction on a further 10% of items, so tuning sees cold items too.
 """
 
 from __future__ import annotations
@@ -113,28 +114,31 @@ def temporal_split(ds: Dataset, seed: int = 42) -> Split:
     return Split(ds, "temporal", train, valid, test)
 
 
-def cold_item_split(ds: Dataset, seed: int = 42, cold_frac: float = 0.2) -> Split:
+def cold_item_split(
+    ds: Dataset, seed: int = 42, cold_frac: float = 0.2, valid_frac: float = 0.1
+) -> Split:
     """20% of items (seeded) become cold: their interactions are the test set and the test
-    ranks among cold items only. Warm interactions: per user 90% train / 10% valid
-    (seeded); valid ranks over warm items."""
+    ranks among those items only; they never appear in train or valid.
+
+    Valid mirrors the test one level down: another 10% of items (seeded, from the warm
+    ones) leave train and their interactions are the valid set, ranked among themselves. A
+    model tuned on valid has therefore been tuned for items it never saw; at test time it is
+    refitted on train + valid (so the valid items are warm by then).
+    """
     rng = np.random.default_rng(seed)
     present = np.flatnonzero(np.bincount(ds.item, minlength=ds.n_items) > 0)
     n_cold = round(cold_frac * len(present))
+    n_valid = round(valid_frac * len(present))
+    # Test items are drawn first so the test set does not depend on valid_frac.
     cold = np.sort(rng.choice(present, size=n_cold, replace=False))
-    is_cold = np.zeros(ds.n_items, dtype=bool)
-    is_cold[cold] = True
-    test = is_cold[ds.item]
-    warm = ~test
-    key = rng.random(ds.n_interactions)
-    key[test] = 2.0  # cold rows sort last and are excluded below
-    rank, _ = _per_user_rank(ds.user, key)
-    n_warm = np.bincount(ds.user[warm], minlength=ds.n_users)[ds.user]
-    n_hold = np.maximum(1, np.rint(n_warm * 0.1).astype(np.int64))
-    valid = warm & (n_warm >= 2) & (rank >= n_warm - n_hold) & (rank < n_warm)
-    train = warm & ~valid
-    warm_items = np.flatnonzero(~is_cold)
+    rest = np.setdiff1d(present, cold)
+    valid_items = np.sort(rng.choice(rest, size=n_valid, replace=False))
+    role = np.zeros(ds.n_items, dtype=np.int8)
+    role[cold] = 2
+    role[valid_items] = 1
+    r = role[ds.item]
     return Split(
-        ds, "cold-item", train, valid, test, valid_candidates=warm_items, test_candidates=cold
+        ds, "cold-item", r == 0, r == 1, r == 2, valid_candidates=valid_items, test_candidates=cold
     )
 
 

@@ -145,7 +145,7 @@ def tune(
     """Fit each config on train, score on valid, keep the best by ``metric``."""
     fit_kwargs = fit_kwargs or {}
     k = int(metric.split("@")[1])
-    train = split.train
+    train = split.train_dataset(with_valid=False)
     trials = []
     best: tuple[float, RecommenderConfig] | None = None
     for cfg in configs:

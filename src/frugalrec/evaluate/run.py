@@ -65,16 +65,21 @@ def run_models(
     progress: Callable[[str, int], None] | None = None,
     n_boot: int = 1000,
     seed: int = 42,
+    item_vectors: np.ndarray | None = None,
 ) -> list[ModelRun]:
     """Tune (optional), refit and test each named model; ``progress(label, steps)`` ticks.
 
     The config with the best valid NDCG@10 is refitted on train+valid; test metrics use
     full ranking (or the split's candidate restriction) with bootstrap CIs over users.
+    ``item_vectors`` float32 [n_items, d] feed the text-aware models.
     """
     features = genre_features(split.dataset)
     runs = []
     for name in models:
         cls = model_class(name)
+        fit_kwargs = {"item_vectors": item_vectors} if cls.uses_item_vectors else {}
+        if cls.uses_item_vectors and item_vectors is None:
+            raise ValueError(f"model {name!r} needs item vectors: choose an --encoder")
         grid = GRIDS.get(name, {}) if do_tune else {}
         configs = grid_configs(cls.config_cls(), grid)
         t0 = time.perf_counter()
@@ -84,7 +89,7 @@ def run_models(
                 if progress:
                     progress(label, 1)
 
-            tuned = tune(cls, configs, split, on_trial=on_trial)
+            tuned = tune(cls, configs, split, fit_kwargs=fit_kwargs, on_trial=on_trial)
             best, best_valid, trials = tuned.best_config, tuned.best_valid, tuned.trials
         else:
             best, best_valid, trials = configs[0], None, []
@@ -92,7 +97,7 @@ def run_models(
                 progress(name, 1)
         tune_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        model = cls(best).fit(split.train_valid)
+        model = cls(best).fit(split.train_dataset(with_valid=True), **fit_kwargs)
         fit_s = time.perf_counter() - t1
         res = evaluate_model(
             model,

@@ -10,6 +10,7 @@ vocabulary before they reach a model, so a model never holds a raw user id.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -75,13 +76,19 @@ def top_k(
         np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
     )
     vals = np.take_along_axis(scores, part, axis=1)
-    # Stable order: by score desc, then by index asc, so results are deterministic.
-    order = np.lexsort((part, -vals), axis=1)
+    # Ties are broken by a fixed pseudo-random order of the columns, not by index: item ids
+    # often correlate with popularity (ml-100k's do), and index order would leak it.
+    order = np.lexsort((_tiebreak(m)[part], -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     vals = np.take_along_axis(vals, order, axis=1)
     if candidates is not None:
         idx = np.asarray(candidates, dtype=np.int64)[idx]
     return idx.astype(np.int64), vals.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _tiebreak(m: int) -> np.ndarray:
+    return np.random.default_rng(m).permutation(m)
 
 
 def mask_seen(scores: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray | None) -> None:

@@ -9,10 +9,20 @@ from frugalrec.models.ease import EASERecommender
 from frugalrec.models.implicit_mf import ALSRecommender, BPRRecommender
 from frugalrec.models.itemknn import ItemKNNRecommender
 from frugalrec.models.pop import PopRecommender
+from frugalrec.models.textmap import ContentRecommender, HybridRecommender, TextMapRecommender
 
 _MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
-    for cls in (PopRecommender, ItemKNNRecommender, EASERecommender, ALSRecommender, BPRRecommender)
+    for cls in (
+        PopRecommender,
+        ItemKNNRecommender,
+        EASERecommender,
+        ALSRecommender,
+        BPRRecommender,
+        ContentRecommender,
+        TextMapRecommender,
+        HybridRecommender,
+    )
 }
 
 # Grids chosen on ml-100k's valid split; each stays small enough that tuning all five
@@ -34,6 +44,9 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "regularization": [0.01, 0.02],
         "iterations": [50, 150],
     },
+    "content": {"half_life_days": [0.0, 30.0, 180.0]},
+    "textmap": {"l2": [1e3, 1e4, 1e5]},
+    "hybrid": {"l2": [300.0], "text_l2": [1e3, 1e4, 1e5], "text_weight": [0.0, 0.1, 0.3, 0.5]},
 }
 
 
