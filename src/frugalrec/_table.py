@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def _fmt(v: object, digits: int) -> str:
@@ -11,7 +11,9 @@ def _fmt(v: object, digits: int) -> str:
     return "" if v is None else str(v)
 
 
-def format_table(rows: Sequence[dict[str, object]], columns: Sequence[str], digits: int = 4) -> str:
+def format_table(
+    rows: Sequence[Mapping[str, object]], columns: Sequence[str], digits: int = 4
+) -> str:
     """Left-aligned text, right-aligned numbers, a rule under the header."""
     cells = [[_fmt(r.get(c), digits) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]

@@ -1,0 +1,98 @@
+"""``frugalrec query``: a natural-language request answered from the catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from frugalrec._io import dumps
+from frugalrec._table import format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("query", help="recommend from a natural-language request")
+    p.add_argument("request", help='e.g. "a funny animated movie for kids, no horror"')
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--user", help="blend with this user's profile (original user id)")
+    p.add_argument("--encoder", default="minilm", choices=["static", "minilm", "mpnet"])
+    p.add_argument("--backend", default=None, help="torch | onnx | onnx-int8")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_query)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from frugalrec.cli import UsageError
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.pipeline.query import parse_query, score_query
+    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    if not args.request.strip():
+        raise UsageError("the request is empty")
+    ds = load_dataset(args.dataset)
+    cost: dict[str, float] = {}
+    t = time.perf_counter()
+    encoder = load_encoder(args.encoder, args.backend)
+    vectors = EmbeddingCache(encoder).encode(item_texts(ds.items))
+    cost["load_and_catalogue_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    years = ds.items["year"].dropna() if "year" in ds.items else []
+    span = (int(min(years)), int(max(years))) if len(years) else None
+    intent = parse_query(args.request, span)
+    cost["parse_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    qv = encoder.encode([intent.text])[0]
+    cost["encode_query_ms"] = (time.perf_counter() - t) * 1e3
+    user_scores = None
+    seen = np.zeros(ds.n_items, dtype=bool)
+    if args.user is not None:
+        idx = ds.users_vocab.index([args.user])[0]
+        if idx < 0:
+            raise UsageError(f"unknown user {args.user!r} in {args.dataset}")
+        from frugalrec.models import EASERecommender
+
+        t = time.perf_counter()
+        model = EASERecommender(l2=300.0).fit(ds)
+        user_scores = model.score(np.array([idx]))[0]
+        seen[model.history_[idx].indices] = True
+        cost["user_profile_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    popularity = np.asarray(ds.csr().sum(axis=0)).ravel()
+    scores = score_query(intent, qv, vectors, ds.items, user_scores, popularity=popularity)
+    scores[seen] = -np.inf
+    top = np.argsort(-scores, kind="stable")[: args.k]
+    top = top[np.isfinite(scores[top])]
+    cost["rank_ms"] = (time.perf_counter() - t) * 1e3
+    results = [
+        {
+            "item": str(ds.items_vocab.ids[i]),
+            "title": str(ds.items.loc[i, "title"]),
+            "year": None
+            if "year" not in ds.items or ds.items["year"].isna()[i]
+            else int(ds.items.loc[i, "year"]),
+            "genres": str(ds.items.loc[i, "genres"]) if "genres" in ds.items else "",
+            "score": float(scores[i]),
+        }
+        for i in top
+    ]
+    payload = {
+        "request": args.request,
+        "intent": intent.to_dict(),
+        "encoder": encoder.key,
+        "items": results,
+        "cost_ms": cost,
+    }
+    if args.json:
+        print(dumps(payload, indent=2))
+        return 0
+    print(f"request: {args.request!r}")
+    print(f"understood: {intent.to_dict()}")
+    print(format_table(results, ["item", "title", "year", "genres", "score"], 3))
+    if not results:
+        print("(no catalogue item satisfies every constraint)")
+    print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in cost.items()))
+    return 0

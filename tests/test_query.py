@@ -1,0 +1,81 @@
+"""Natural-language requests: constraints parsed by rules are honoured exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from frugalrec.pipeline.query import constraint_mask, parse_query, score_query
+from frugalrec.pipeline.query_eval import ndcg_at_k, query_set
+
+
+@pytest.mark.parametrize(
+    ("request_text", "include", "exclude", "years"),
+    [
+        (
+            "a funny animated movie for kids",
+            {"Comedy", "Animation", "Children's"},
+            set(),
+            (None, None),
+        ),
+        ("something exciting, no horror", set(), {"Horror"}, (None, None)),
+        ("a western between 1950 and 1970", {"Western"}, set(), (1950, 1970)),
+        ("comedies from the 80s", {"Comedy"}, set(), (1980, 1989)),
+        ("thrillers before 1980 without romance", {"Thriller"}, {"Romance"}, (None, 1979)),
+        ("sci-fi after 1990", {"Sci-Fi"}, set(), (1991, None)),
+        ("older war films", {"War"}, set(), (None, 1947)),
+        ("recent dramas", {"Drama"}, set(), (1991, None)),
+    ],
+)
+def test_parse_query(request_text, include, exclude, years) -> None:  # type: ignore[no-untyped-def]
+    intent = parse_query(request_text, catalogue_years=(1922, 1998))
+    assert intent.include == include
+    assert intent.exclude == exclude
+    assert (intent.year_min, intent.year_max) == years
+
+
+ITEMS = pd.DataFrame(
+    {
+        "title": ["Toy Story", "Scream", "Casablanca", "Aladdin", "Alien"],
+        "year": pd.array([1995, 1996, 1942, 1992, None], dtype="Int64"),
+        "genres": ["Animation|Children's|Comedy", "Horror|Thriller", "Drama|Romance|War",
+                   "Animation|Children's|Comedy|Musical", "Horror|Sci-Fi"],
+    }
+)  # fmt: skip
+
+
+def test_constraints_are_hard_filters() -> None:
+    intent = parse_query("no horror from the 90s")
+    mask = constraint_mask(intent, ITEMS)
+    assert mask.tolist() == [True, False, False, True, False]  # unknown year fails
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(5, 8)).astype(np.float32)
+    scores = score_query(intent, vecs[1], vecs, ITEMS)  # query vector = Scream's
+    assert np.isneginf(scores[[1, 2, 4]]).all() and np.isfinite(scores[[0, 3]]).all()
+
+
+def test_genre_match_and_user_blend() -> None:
+    intent = parse_query("a funny cartoon")
+    vecs = np.zeros((5, 4), np.float32)  # an encoder that knows nothing
+    s = score_query(intent, np.zeros(4, np.float32), vecs, ITEMS)
+    assert set(np.argsort(-s)[:2]) == {0, 3}  # the rules still find the cartoons
+    user = np.array([0, 0, 0, 10, 0], np.float32)
+    s2 = score_query(intent, np.zeros(4, np.float32), vecs, ITEMS, user_scores=user)
+    assert np.argmax(s2) == 3
+
+
+def test_query_set_relevance_is_consistent_with_metadata(ml100k) -> None:  # type: ignore[no-untyped-def]
+    qs = query_set(ml100k.items)
+    assert len(qs) > 50
+    for q, rel in qs:
+        intent = parse_query(q)
+        mask = constraint_mask(intent, ml100k.items)
+        assert mask[rel].all(), q  # every relevant item satisfies the parsed constraints
+
+
+def test_ndcg_at_k_known_answer() -> None:
+    scores = np.array([0.9, 0.8, 0.7, -np.inf])
+    assert ndcg_at_k(scores, np.array([0]), k=2) == pytest.approx(1.0)
+    assert ndcg_at_k(scores, np.array([1]), k=2) == pytest.approx(1 / np.log2(3))
+    assert ndcg_at_k(scores, np.array([3]), k=4) == 0.0
