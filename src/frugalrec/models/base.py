@@ -267,6 +267,23 @@ class Recommender(ABC):
             vals[sl, : v.shape[1]] = v
         return ids, vals
 
+    # ---- analytic cost -----------------------------------------------------------------
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        """(FLOPs, bytes moved) of ``fold_in`` for ``batch`` users with ``history_len`` items
+        each: the analytic side of the cost model. Default: one float32 read per item."""
+        n = float(self.n_items_)
+        return batch * n, 4.0 * batch * n
+
+    # ---- dot-product view (for ANN retrieval) -------------------------------------------
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray | None:
+        """float32 [n, d] with ``scores = user_vectors @ item_matrix().T``, or None when the
+        model does not score by a dot product (then only exact scoring applies)."""
+        return None
+
+    def item_matrix(self) -> np.ndarray | None:
+        """float32 [n_items, d] item side of the dot-product view, or None."""
+        return None
+
     # ---- item-item --------------------------------------------------------------------
     def _item_representation(self) -> np.ndarray:
         """float32 [n_items, d] vectors whose cosine defines item similarity."""

@@ -42,6 +42,11 @@ class EASERecommender(Recommender):
     def _item_representation(self) -> np.ndarray:
         return self.weights_.T
 
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        # Sum of history_len rows of the dense [n_items, n_items] weight matrix per user.
+        n = float(self.n_items_)
+        return 2.0 * batch * history_len * n, 4.0 * batch * (history_len + 1) * n
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_}
 

@@ -71,6 +71,12 @@ class ItemKNNRecommender(Recommender):
     def _item_representation(self) -> np.ndarray:
         return self.similarity_.T.toarray()
 
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        # Sparse rows of ~neighbors entries (value + index: 8 bytes) per history item.
+        nnz_row = self.similarity_.nnz / max(1, self.n_items_)
+        work = batch * history_len * nnz_row
+        return 2.0 * work, 8.0 * work + 4.0 * batch * self.n_items_
+
     def _state(self) -> dict[str, np.ndarray]:
         S = self.similarity_
         return {"sim_data": S.data, "sim_indices": S.indices, "sim_indptr": S.indptr}

@@ -55,8 +55,21 @@ class ContentRecommender(Recommender):
         return self._scores(sp.csr_matrix(history, dtype=np.float32))
 
     def _scores(self, weights: sp.csr_matrix) -> np.ndarray:
-        profile = _normalise_rows(np.asarray(weights @ self.item_vectors_, dtype=np.float32))
-        return profile @ self.item_vectors_.T
+        return self.user_vectors(weights) @ self.item_vectors_.T
+
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        h = sp.csr_matrix(history, dtype=np.float32)
+        return _normalise_rows(np.asarray(h @ self.item_vectors_, dtype=np.float32))
+
+    def item_matrix(self) -> np.ndarray:
+        return self.item_vectors_
+
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        n, d = self.item_vectors_.shape
+        return (
+            2.0 * batch * (history_len * d + n * d),
+            4.0 * (n * d + batch * (history_len * d + n)),
+        )
 
     def _item_representation(self) -> np.ndarray:
         return self.item_vectors_
@@ -133,8 +146,21 @@ class TextMapRecommender(Recommender):
         self.projection_ = (W @ F.T).astype(np.float32)  # [d, n_items]
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        return self.user_vectors(history) @ self.projection_
+
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
         h = sp.csr_matrix(history, dtype=np.float32)
-        return np.asarray((h @ self.features_) @ self.projection_, dtype=np.float32)
+        return np.asarray(h @ self.features_, dtype=np.float32)
+
+    def item_matrix(self) -> np.ndarray:
+        return np.ascontiguousarray(self.projection_.T)
+
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        d, n = self.projection_.shape
+        return (
+            2.0 * batch * (history_len * d + n * d),
+            4.0 * (n * d + batch * (history_len * d + n)),
+        )
 
     def _item_representation(self) -> np.ndarray:
         return self.projection_.T
@@ -182,6 +208,13 @@ class HybridRecommender(Recommender):
 
     def _item_representation(self) -> np.ndarray:
         return np.hstack([self.cf_._item_representation(), self.text_._item_representation()])
+
+    def scoring_cost(self, history_len: float, batch: int = 1) -> tuple[float, float]:
+        a, b = (
+            self.cf_.scoring_cost(history_len, batch),
+            self.text_.scoring_cost(history_len, batch),
+        )
+        return a[0] + b[0], a[1] + b[1]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {

@@ -1,0 +1,115 @@
+"""``frugalrec bench`` (measure every configuration) and ``frugalrec plan`` (choose one)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from frugalrec._io import dumps
+from frugalrec._table import format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    b = sub.add_parser("bench", help="measure quality and cost of a grid of configurations")
+    b.add_argument("--dataset", default="ml-100k")
+    b.add_argument("--quick", action="store_true", help="the small grid (under 10 minutes here)")
+    b.add_argument("--out", default="bench-out", help="directory for bench.json and report.html")
+    b.add_argument("--configs", help="JSON file with a list of PipelineConfig objects")
+    b.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    b.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("plan", help="pick the best configuration for hardware and budgets")
+    p.add_argument("--bench", required=True, help="bench.json written by frugalrec bench")
+    p.add_argument("--hardware", default="local", help="comma-separated profile names")
+    p.add_argument("--p99-ms", type=float)
+    p.add_argument("--max-memory-mb", type=float)
+    p.add_argument("--qps", type=float)
+    p.add_argument("--budget-usd-month", type=float)
+    p.add_argument("--min-ndcg", type=float)
+    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from frugalrec.cost.bench import default_grid, run_bench
+    from frugalrec.pipeline.config import PipelineConfig
+
+    configs = default_grid(args.quick)
+    if args.configs:
+        raw = json.loads(Path(args.configs).read_text())
+        if not isinstance(raw, list):
+            raise ValueError(f"{args.configs}: expected a JSON list of PipelineConfig objects")
+        configs = [PipelineConfig.from_dict(c) for c in raw]
+    bar = tqdm(total=len(configs), desc="bench", unit="config", file=sys.stderr, leave=False)
+    first = [True]
+
+    def tick(name: str) -> None:
+        if not first[0]:
+            bar.update(1)
+        first[0] = False
+        bar.set_postfix_str(name)
+
+    t0 = time.perf_counter()
+    cmd = "frugalrec bench --dataset " + args.dataset + (" --quick" if args.quick else "")
+    cmd += f" --out {args.out}"
+    records = run_bench(args.dataset, args.out, args.quick, configs, tick, commands=[cmd])
+    bar.update(1)
+    bar.close()
+    if args.json:
+        print(dumps(records, indent=2))
+        return 0
+    rows = []
+    for r in records:
+        q, c = r["quality"], r["cost"]
+        rows.append({
+            "config": r["config"]["name"],
+            "ndcg@10": q.get("ndcg@10"),
+            "cold_ndcg@10": q.get("cold_ndcg@10"),
+            "p50_ms": c["p50_ms"],
+            "p99_ms": c["p99_ms"],
+            "qps": round(c["qps"]),
+            "rss_mb": round(c["peak_rss_mb"]),
+            "model_mb": round(c["model_mb"], 1),
+            "$/1M": c["usd_per_million_requests"],
+        })  # fmt: skip
+    print(format_table(rows, list(rows[0]), 4))
+    out = Path(args.out)
+    print(f"\n{len(records)} configurations in {time.perf_counter() - t0:.0f} s")
+    print(f"bench: {out / 'bench.json'}\nreport: {out / 'report.html'}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from frugalrec.cost.hardware import load_profiles
+    from frugalrec.cost.planner import format_plan_table, plan
+    from frugalrec.cost.records import load_bench
+
+    records = load_bench(args.bench)
+    profiles = load_profiles()
+    hardware = [h.strip() for h in args.hardware.split(",") if h.strip()]
+    unknown = [h for h in hardware if h not in profiles]
+    if unknown:
+        raise ValueError(f"unknown hardware {unknown}; known: {', '.join(sorted(profiles))}")
+    result = plan(
+        records,
+        hardware,
+        profiles,
+        p99_ms=args.p99_ms,
+        max_memory_mb=args.max_memory_mb,
+        qps=args.qps,
+        budget_usd_month=args.budget_usd_month,
+        min_ndcg=args.min_ndcg,
+        metric=args.metric,
+    )
+    if args.json:
+        print(dumps(result, indent=2))
+    else:
+        print(format_plan_table(result))
+    return 0

@@ -1,0 +1,416 @@
+"""``frugalrec bench``: quality and cost of every configuration, side by side.
+
+Each configuration runs in its own subprocess so that its peak RSS is its own. Quality comes
+from the evaluation protocols (``random`` test NDCG@10/Recall@10 through the configured
+retrieval, ``cold-item`` NDCG@10 with exact scoring); cost from the profiler (per-stage
+latency at batch 1, throughput at batch 1/16/256, memory, analytic FLOPs and bytes). The
+parent then fits the roofline calibration on ``local`` and projects every configuration to
+the other hardware profiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalrec.pipeline.config import PipelineConfig
+
+BATCH_SIZES = (1, 16, 256)
+
+
+def default_grid(quick: bool = True) -> list[PipelineConfig]:
+    """The configurations ``bench`` sweeps: CF baselines, ANN variants and the text ladder."""
+    grid = [
+        PipelineConfig(model="pop"),
+        PipelineConfig(model="itemknn"),
+        PipelineConfig(model="ease"),
+        PipelineConfig(model="als"),
+        PipelineConfig(model="als", retrieval="hnsw", retrieval_config={"M": 16, "ef_search": 64}),
+        PipelineConfig(model="textmap", encoder="static", backend="numpy"),
+        PipelineConfig(model="textmap", encoder="minilm", backend="onnx-int8"),
+        PipelineConfig(model="textmap", encoder="minilm", backend="torch"),
+        PipelineConfig(model="hybrid", encoder="minilm", backend="onnx-int8"),
+        PipelineConfig(model="content", encoder="minilm", backend="onnx-int8"),
+    ]
+    if not quick:
+        grid += [
+            PipelineConfig(model="bpr"),
+            PipelineConfig(model="textmap", encoder="mpnet", backend="onnx-int8"),
+            PipelineConfig(model="hybrid", encoder="mpnet", backend="onnx-int8"),
+            PipelineConfig(model="hybrid", encoder="static", backend="numpy"),
+            PipelineConfig(
+                model="textmap", encoder="minilm", backend="onnx-int8", retrieval="hnsw"
+            ),
+        ]
+    return grid
+
+
+# ---------------------------------------------------------------------------------------
+# Worker: one configuration, measured in its own process
+# ---------------------------------------------------------------------------------------
+
+
+def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
+    """Quality and cost of one configuration (run in a fresh process for honest RSS)."""
+    from frugalrec._threads import configure_threads
+    from frugalrec.cost.profiler import nbytes
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.data.splits import make_split
+    from frugalrec.evaluate.metrics import per_user_metrics
+    from frugalrec.evaluate.protocol import evaluate_model
+    from frugalrec.models.registry import model_class
+    from frugalrec.pipeline.recommend import RecommendPipeline
+
+    configure_threads()
+    config.validate()
+    ds = load_dataset(dataset)
+    cls = model_class(config.model)
+    model_cfg = cls.config_cls.from_dict(config.model_config)
+    offline: dict[str, float] = {}
+    extra: dict[str, Any] = {}
+    item_vectors = None
+    encoder_bytes = 0
+    if config.encoder != "none":
+        item_vectors, enc_info = _encode_catalogue(ds, config, quick)
+        offline.update(enc_info.pop("offline"))
+        encoder_bytes = int(enc_info.get("model_bytes", 0))
+        extra["encoder"] = enc_info
+    fit_kwargs = {"item_vectors": item_vectors} if cls.uses_item_vectors else {}
+
+    split = make_split(ds, "random")
+    t0 = time.perf_counter()
+    model = cls(model_cfg).fit(split.train_dataset(with_valid=True), **fit_kwargs)
+    offline["fit_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pipe = RecommendPipeline(config, model).build()
+    offline["index_seconds"] = time.perf_counter() - t0
+
+    test = split.test
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    H = split.train_valid[users]
+    ids, _ = pipe.recommend(H, k=config.k)
+    q = per_user_metrics(ids, test[users], config.k)
+    quality = {
+        f"ndcg@{config.k}": float(q[f"ndcg@{config.k}"].mean()),
+        f"recall@{config.k}": float(q[f"recall@{config.k}"].mean()),
+    }
+    cold = make_split(ds, "cold-item")
+    cold_model = cls(model_cfg).fit(cold.train_dataset(with_valid=True), **fit_kwargs)
+    quality[f"cold_ndcg@{config.k}"] = float(
+        evaluate_model(cold_model, cold, "test", ks=(config.k,), n_boot=0).metrics[
+            f"ndcg@{config.k}"
+        ]
+    )
+    del cold_model
+
+    online = _measure_online(pipe, H, quick)
+    hist_len = float(np.diff(H.indptr).mean())
+    stages = _stage_costs(pipe, online, hist_len, config.k)
+    model_bytes = nbytes(
+        {k: v for k, v in vars(model).items() if k.endswith("_") and k != "history_"}
+    )
+    index_bytes = int(pipe.retriever.memory_bytes()) if pipe.retriever is not None else 0
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    bs = config.batch_size if config.batch_size in online["batches"] else 16
+    cost = {
+        "p50_ms": online["latency"]["p50_ms"],
+        "p95_ms": online["latency"]["p95_ms"],
+        "p99_ms": online["latency"]["p99_ms"],
+        "qps": online["batches"][bs]["items_per_s"],
+        "qps_by_batch": {str(b): v["items_per_s"] for b, v in online["batches"].items()},
+        "peak_rss_mb": peak_rss / 2**20,
+        "model_mb": (model_bytes + index_bytes + encoder_bytes) / 2**20,
+        "model_bytes": {"model": model_bytes, "index": index_bytes, "encoder": encoder_bytes},
+        "build_seconds": sum(offline.values()),
+        "offline": offline,
+        "flops_per_request": float(sum(s["flops"] for s in stages if s["batch_size"] == 1)),
+        "bytes_per_request": float(sum(s["bytes_moved"] for s in stages if s["batch_size"] == 1)),
+        "stages": stages,
+    }
+    return {"config": config.to_dict(), "quality": quality, "cost": cost, "extra": extra}
+
+
+def _encode_catalogue(
+    ds: Any, config: PipelineConfig, quick: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Item vectors through the cache, plus what encoding costs (measured uncached)."""
+    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+    from frugalrec.text.features import item_features
+
+    t0 = time.perf_counter()
+    encoder = load_encoder(config.encoder, config.backend)
+    load_s = time.perf_counter() - t0
+    texts = item_texts(ds.items)
+    # Encoding speed is measured on a sample without the cache (the cache would make a
+    # re-run free and hide the real price of a new catalogue).
+    sample = texts[: min(len(texts), 256 if quick else len(texts))]
+    encoder.encode(sample[:8])  # warm-up
+    t0 = time.perf_counter()
+    encoder.encode(sample)
+    per_text = (time.perf_counter() - t0) / len(sample)
+    singles = []
+    for t in texts[:30]:
+        t1 = time.perf_counter()
+        encoder.encode([t])
+        singles.append(time.perf_counter() - t1)
+    vectors = item_features(ds, config.encoder, config.backend)
+    cache = EmbeddingCache(encoder)
+    del cache
+    info = encoder.info()
+    return vectors, {
+        "key": encoder.key,
+        "dims": info.get("dims"),
+        "params": info.get("params"),
+        "model_bytes": info.get("model_bytes", 0),
+        "texts_per_s": 1.0 / per_text,
+        "encode_one_text_p50_ms": float(np.median(singles) * 1e3),
+        "encode_one_text_p99_ms": float(np.quantile(singles, 0.99) * 1e3),
+        "offline": {
+            "encoder_load_seconds": load_s,
+            "catalogue_encode_seconds": per_text * len(texts),
+        },
+    }
+
+
+def _measure_online(pipe: Any, H: Any, quick: bool) -> dict[str, Any]:
+    from frugalrec.cost.profiler import measure_online
+
+    n = H.shape[0]
+    idx = np.arange(n)
+    out: dict[str, Any] = {"batches": {}, "stage_seconds": {}}
+    for bs in BATCH_SIZES:
+        pipe.reset_timings()
+        res = measure_online(
+            lambda b: pipe.recommend(H[b]),
+            idx,
+            batch_sizes=(bs,),
+            warmup=10 if bs == 1 else 2,
+            n_requests=400 if bs == 1 else (800 if quick else 2000),
+            max_seconds=8.0 if quick else 20.0,
+        )
+        out["batches"][bs] = res["batches"][bs]
+        # Stage samples from the timed calls only (warm-up calls come first).
+        n_timed = res["batches"][bs]["n"]
+        out["stage_seconds"][bs] = {k: v[-n_timed:] for k, v in pipe.stage_seconds.items()}
+    out["latency"] = out["batches"][1]
+    return out
+
+
+def _stage_costs(pipe: Any, online: dict[str, Any], hist_len: float, k: int) -> list[dict]:
+    """Per-stage analytic work + measured samples at batch 1 and 16 (for the roofline)."""
+    from frugalrec.cost.profiler import topk_cost
+
+    n_items = pipe.model.n_items_
+    out = []
+    for bs in (1, 16):
+        for name, samples in online["stage_seconds"][bs].items():
+            if name == "score":
+                flops, moved = pipe.model.scoring_cost(hist_len, bs)
+            elif name == "topk":
+                flops, moved = topk_cost(n_items, k, bs)
+            elif name == "retrieve":
+                flops, moved = pipe.retriever.search_cost(k, bs)
+            elif name == "user_vector":
+                f, d = pipe.model.scoring_cost(hist_len, bs)
+                # The user-vector part is what remains once the item GEMV is left out.
+                item_side = pipe.model.item_matrix().nbytes
+                flops, moved = max(f - 2.0 * bs * item_side / 4, 1.0), max(d - item_side, 4.0)
+            else:
+                continue
+            kind = f"{pipe.config.model}:{name}" if name in ("score", "user_vector") else name
+            if name == "retrieve":
+                kind = f"retrieve:{pipe.config.retrieval}"
+            out.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "flops": float(flops),
+                    "bytes_moved": float(moved),
+                    "batch_size": bs,
+                    "seconds": [float(x) for x in samples],
+                }
+            )
+    return out
+
+
+def _worker_main(argv: list[str]) -> int:
+    cfg_path, out_path, dataset, quick = argv[0], argv[1], argv[2], argv[3] == "1"
+    config = PipelineConfig.from_json(Path(cfg_path).read_text())
+    result = measure_config(config, dataset, quick)
+    Path(out_path).write_text(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Parent: sweep, projections, outputs
+# ---------------------------------------------------------------------------------------
+
+
+def run_config_subprocess(
+    config: PipelineConfig, dataset: str, quick: bool, timeout_s: float = 900
+) -> dict[str, Any]:
+    """Measure one configuration in a fresh interpreter; raise with its stderr on failure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path, out_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        cfg_path.write_text(config.to_json())
+        cmd = [sys.executable, "-m", "frugalrec.cost.bench", str(cfg_path), str(out_path),
+               dataset, "1" if quick else "0"]  # fmt: skip
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
+        )
+        if proc.returncode != 0 or not out_path.exists():
+            tail = proc.stderr.strip().splitlines()[-5:]
+            raise RuntimeError(f"bench of {config.name!r} failed: " + " | ".join(tail))
+        return json.loads(out_path.read_text())
+
+
+def project_records(
+    results: list[dict[str, Any]], profiles: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Calibrate the roofline on all local stages; project every config to every profile.
+
+    Returns (projections per config name, projection-error report on held-out configs).
+    """
+    from frugalrec.cost.profiler import StageCost
+    from frugalrec.cost.roofline import calibrate, project
+
+    local = profiles["local"]
+
+    def stage_objs(r: dict[str, Any]) -> list[StageCost]:
+        return [StageCost(**{k: s[k] for k in ("name", "kind", "flops", "bytes_moved",
+                                                "batch_size", "seconds")})
+                for s in r["cost"]["stages"]]  # fmt: skip
+
+    all_stages = [s for r in results for s in stage_objs(r)]
+    cal = calibrate(all_stages, local, quantile=0.99)
+    cal50 = calibrate(all_stages, local, quantile=0.5)
+    projections: dict[str, Any] = {}
+    for r in results:
+        st = stage_objs(r)
+        one = [s for s in st if s.batch_size == 1]
+        many = [s for s in st if s.batch_size == 16]
+        per: dict[str, Any] = {}
+        for name, prof in profiles.items():
+            if name == "local":
+                continue
+            p99 = sum(project(s, cal, prof) for s in one) * 1e3
+            p50 = sum(project(s, cal50, prof) for s in one) * 1e3
+            t16 = sum(project(s, cal50, prof) for s in many)
+            qps = 16.0 / t16 if t16 > 0 else float("nan")
+            usd = prof.usd_per_hour / (qps * 3600.0) * 1e6 if qps > 0 else None
+            per[name] = {"p50_ms": p50, "p99_ms": p99, "qps": qps, "usd_per_million_requests": usd}
+        projections[r["config"]["name"]] = per
+    error = _projection_error(results, stage_objs, local)
+    error["calibration"] = cal.to_dict()
+    return projections, error
+
+
+def _projection_error(
+    results: list[dict[str, Any]], stage_objs: Callable[[dict[str, Any]], list[Any]], local: Any
+) -> dict[str, Any]:
+    """Calibrate on every other configuration, project the rest's total p99 on local."""
+    from frugalrec.cost.roofline import calibrate, project
+
+    order = sorted(results, key=lambda r: r["cost"]["p99_ms"])
+    halves = (order[0::2], order[1::2])
+    rows = []
+    for train, test in (halves, halves[::-1]):
+        if not train or not test:
+            continue
+        cal = calibrate([s for r in train for s in stage_objs(r)], local, quantile=0.99)
+        for r in test:
+            # Only kinds seen in calibration are checked: an unseen kind falls back to the
+            # all-kinds fit, which is reported separately rather than hidden in the median.
+            one = [s for s in stage_objs(r) if s.batch_size == 1]
+            projected = sum(project(s, cal, local) for s in one) * 1e3
+            measured = r["cost"]["p99_ms"]
+            seen = all(s.kind in cal.kinds for s in one)
+            rows.append({"config": r["config"]["name"], "measured_p99_ms": measured,
+                         "projected_p99_ms": projected, "rel_error": abs(projected / measured - 1),
+                         "kinds_seen_in_calibration": seen})  # fmt: skip
+    errs = [r["rel_error"] for r in rows]
+    return {
+        "median_abs_error": float(np.median(errs)) if errs else None,
+        "per_config": rows,
+        "method": "configs sorted by p99, alternately assigned to two halves; calibrate on one "
+        "half, project the other's p99 on local; both directions",
+    }
+
+
+def run_bench(
+    dataset: str,
+    out_dir: str | Path,
+    quick: bool = True,
+    configs: list[PipelineConfig] | None = None,
+    progress: Callable[[str], None] | None = None,
+    commands: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Sweep ``configs`` (default grid), write ``bench.json`` and ``report.html``."""
+    from frugalrec._io import write_json_atomic
+    from frugalrec.cost.ceilings import cached_ceilings, measure_ceilings
+    from frugalrec.cost.hardware import load_profiles
+    from frugalrec.cost.records import CostRecord
+    from frugalrec.cost.report import write_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = configs or default_grid(quick)
+    for c in configs:
+        c.validate()
+    ceilings = cached_ceilings() or measure_ceilings()
+    profiles = load_profiles()
+    results = []
+    for c in configs:
+        if progress:
+            progress(c.name)
+        results.append(run_config_subprocess(c, dataset, quick))
+    projections, error = project_records(results, profiles)
+    local = profiles["local"]
+    records = []
+    for r in results:
+        cost = {k: v for k, v in r["cost"].items() if k != "stages"}
+        cost["usd_per_million_requests"] = local.usd_per_hour / (cost["qps"] * 3600.0) * 1e6
+        records.append({
+            "config": r["config"],
+            "quality": r["quality"],
+            "cost": cost,
+            "hardware": "local",
+            "projections": projections[r["config"]["name"]],
+            "stages": r["cost"]["stages"] if not quick else _summarise_stages(r["cost"]["stages"]),
+            "extra": r.get("extra", {}),
+        })  # fmt: skip
+    write_json_atomic(out / "bench.json", records)
+    write_json_atomic(out / "projection_error.json", error)
+    write_json_atomic(out / "ceilings.json", ceilings.to_dict())
+    cmds = commands or [
+        f"frugalrec bench --dataset {dataset}{' --quick' if quick else ''} --out {out}"
+    ]
+    write_report([CostRecord.from_dict(r) for r in records], out / "report.html",
+                 title=f"frugalrec bench: {dataset}", commands=cmds)  # fmt: skip
+    return records
+
+
+def _summarise_stages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stage rows with percentiles instead of raw samples (keeps bench.json small)."""
+    from frugalrec.cost.profiler import latency_percentiles
+
+    out = []
+    for s in stages:
+        row = {k: v for k, v in s.items() if k != "seconds"}
+        row.update(latency_percentiles(s["seconds"]))
+        out.append(row)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

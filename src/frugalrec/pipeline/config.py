@@ -1,0 +1,81 @@
+"""``PipelineConfig``: one serialisable description of a whole configuration.
+
+It is the unit that ``bench`` measures, ``plan`` chooses and ``serve`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Self
+
+ENCODERS = ("none", "static", "minilm", "mpnet")
+RETRIEVALS = ("exact", "hnsw", "ivfpq")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Encoder tier/backend (or none), model (+ its hyper-parameters), retrieval, optional
+    re-ranker, candidate count and serving batch size."""
+
+    name: str = ""
+    encoder: str = "none"
+    backend: str = "none"
+    model: str = "ease"
+    model_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    retrieval: str = "exact"
+    retrieval_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reranker: str = "none"
+    candidates: int = 100
+    k: int = 10
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.default_name())
+
+    def default_name(self) -> str:
+        parts = [self.model]
+        if self.encoder != "none":
+            parts.append(f"{self.encoder}-{self.backend}")
+        if self.retrieval != "exact":
+            parts.append(self.retrieval)
+        if self.reranker != "none":
+            parts.append(f"rerank-{self.reranker}@{self.candidates}")
+        return "+".join(parts)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field that is wrong."""
+        from frugalrec.models.registry import model_class
+
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"PipelineConfig.encoder: {self.encoder!r} not in {ENCODERS}")
+        if self.retrieval not in RETRIEVALS:
+            raise ValueError(f"PipelineConfig.retrieval: {self.retrieval!r} not in {RETRIEVALS}")
+        cls = model_class(self.model)
+        cls.config_cls.from_dict(self.model_config)
+        if cls.uses_item_vectors and self.encoder == "none":
+            raise ValueError(f"PipelineConfig.encoder: model {self.model!r} needs an encoder")
+        for name in ("candidates", "k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PipelineConfig.{name} must be >= 1")
+        if self.candidates < self.k:
+            raise ValueError("PipelineConfig.candidates must be >= k")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"PipelineConfig: unknown field(s) {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls.from_dict(json.loads(text))
