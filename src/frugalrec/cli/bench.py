@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--budget-usd-month", type=float)
     p.add_argument("--min-ndcg", type=float)
     p.add_argument("--metric", default="ndcg@10")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-measure the configuration chosen for local and check it against --p99-ms",
+    )
+    p.add_argument("--dataset", default="ml-100k", help="dataset for --verify")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
@@ -108,8 +114,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
         min_ndcg=args.min_ndcg,
         metric=args.metric,
     )
+    verified = None
+    if args.verify:
+        verified = _verify(result, args)
+        result["verify"] = verified
     if args.json:
         print(dumps(result, indent=2))
     else:
         print(format_plan_table(result))
-    return 0
+        if verified:
+            print(
+                f"\nverify: re-measured `{verified['config']}` on local: p99 "
+                f"{verified['measured_p99_ms']:.2f} ms (bench said {verified['bench_p99_ms']:.2f}"
+                f" ms; budget {verified['budget_p99_ms']}) -> "
+                f"{'meets' if verified['meets_budget'] else 'MISSES'} the budget"
+            )
+    return 0 if verified is None or verified["meets_budget"] is not False else 1
+
+
+def _verify(result: dict, args: argparse.Namespace) -> dict | None:
+    """Re-measure the configuration chosen for ``local`` in a fresh process."""
+    from frugalrec.cost.bench import run_config_subprocess
+    from frugalrec.pipeline.config import PipelineConfig
+
+    entry = result.get("hardware", {}).get("local")
+    if not entry or "config" not in entry:
+        return None
+    config = PipelineConfig.from_dict(entry["config"])
+    measured = run_config_subprocess(config, args.dataset, quick=True)["cost"]["p99_ms"]
+    budget = args.p99_ms
+    return {
+        "config": config.name,
+        "bench_p99_ms": entry["cost"]["p99_ms"],
+        "measured_p99_ms": measured,
+        "budget_p99_ms": budget,
+        "meets_budget": None if budget is None else measured <= budget,
+    }
