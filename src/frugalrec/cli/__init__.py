@@ -14,14 +14,14 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from frugalrec.cli import bench, data, demo, evaluate, query
+    from frugalrec.cli import bench, data, demo, encoders, evaluate, query
 
     parser = argparse.ArgumentParser(
         prog="frugalrec",
         description="Language-model recommendations that know what they cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, evaluate, query, bench, demo):
+    for module in (data, evaluate, query, encoders, bench, demo):
         module.register(sub)
     return parser
 

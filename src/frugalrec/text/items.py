@@ -22,7 +22,21 @@ def item_texts(items: pd.DataFrame) -> list[str]:
     if "genres" in items.columns:
         genres = items["genres"].fillna("").astype(str).str.replace("|", ", ", regex=False)
         text = text.where(genres == "", text + " Genres: " + genres + ".")
+    # Any other text column of the user's items file (plot, description, tags...) follows.
+    for col in items.columns:
+        if col in _STRUCTURED or not _is_text(items[col]):
+            continue
+        value = items[col].fillna("").astype(str).str.strip().str.rstrip(".")
+        label = str(col).replace("_", " ").capitalize()
+        text = text.where(value == "", text + " " + label + ": " + value + ".")
     return text.tolist()
+
+
+_STRUCTURED = {"item", "title", "year", "genres"}
+
+
+def _is_text(col: pd.Series) -> bool:
+    return col.dtype == object or pd.api.types.is_string_dtype(col)
 
 
 _GENRES = (
