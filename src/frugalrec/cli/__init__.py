@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (data, evaluate, query, encoders, bench, demo):
         module.register(sub)
+    query.register_bench(sub)
     return parser
 
 

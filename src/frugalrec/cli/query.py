@@ -96,3 +96,36 @@ def cmd_query(args: argparse.Namespace) -> int:
         print("(no catalogue item satisfies every constraint)")
     print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in cost.items()))
     return 0
+
+
+def register_bench(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench-queries", help="NDCG@10 of generated genre/decade requests per tier")
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument(
+        "--tiers",
+        default="static/numpy,minilm/torch,minilm/onnx-int8,mpnet/torch,mpnet/onnx-int8",
+        help="comma-separated tier/backend list",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_queries)
+
+
+def cmd_bench_queries(args: argparse.Namespace) -> int:
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.pipeline.query_eval import evaluate_queries
+    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+
+    ds = load_dataset(args.dataset)
+    popularity = np.asarray(ds.csr().sum(axis=0)).ravel()
+    rows = []
+    for spec in [s.strip() for s in args.tiers.split(",") if s.strip()]:
+        tier, _, backend = spec.partition("/")
+        encoder = load_encoder(tier, backend or None)
+        vectors = EmbeddingCache(encoder).encode(item_texts(ds.items))
+        res = evaluate_queries(ds.items, vectors, encoder.encode, popularity=popularity)
+        rows.append({"encoder": encoder.key, **res})
+    if args.json:
+        print(dumps(rows, indent=2))
+    else:
+        print(format_table(rows, list(rows[0]), 4))
+    return 0
