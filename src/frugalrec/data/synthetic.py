@@ -138,9 +138,7 @@ class VectorMixture:
     def d(self) -> int:
         return int(self.centres.shape[1])
 
-    def sample(
-        self, n: int, rng: np.random.Generator, *, chunk_size: int = 65_536
-    ) -> np.ndarray:
+    def sample(self, n: int, rng: np.random.Generator, *, chunk_size: int = 65_536) -> np.ndarray:
         """``n`` L2-normalised float32 vectors [n, d] (chunked to bound temporary memory)."""
         out = np.empty((n, self.d), dtype=np.float32)
         rank = self.bases.shape[2]
