@@ -113,6 +113,8 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     )
     del cold_model
 
+    # Offline work above used every core; serving runs with the configured thread count.
+    configure_threads(config.threads)
     online = _measure_online(pipe, H, quick)
     hist_len = float(np.diff(H.indptr).mean())
     stages = _stage_costs(pipe, online, hist_len, config.k)
