@@ -27,3 +27,6 @@ __all__ = [
     "register_model",
     "top_k",
 ]
+
+# Registers "attention" (torch is imported lazily, only when it is fitted or loaded).
+from frugalrec.models import attention as _attention  # noqa: F401
