@@ -145,3 +145,27 @@ def test_exported_recs_rescored_independently(tmp_path) -> None:  # type: ignore
         total += dcg / idcg
     assert abs(total / len(test) - reported) < 0.001
     assert reported > 0.3  # EASE on ml-100k random is far above popularity (~0.14)
+
+
+@pytest.mark.slow
+def test_cold_items_on_an_external_split(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--cold-items restricts ranking (and the exported lists) to those items."""
+    split_dir = tmp_path / "split"
+    assert main(["export-split", "--dataset", "ml-100k", "--protocol", "cold-item",
+                 "--out", str(split_dir)]) == 0  # fmt: skip
+    with open(split_dir / "cold_items.csv") as fh:
+        cold = {row["item"] for row in csv.DictReader(fh)}
+    out, recs = tmp_path / "out.json", tmp_path / "recs.csv"
+    d = split_dir
+    assert main([
+        "evaluate", "--train", str(d / "train.csv"), "--valid", str(d / "valid.csv"),
+        "--test", str(d / "test.csv"), "--items", str(d / "items.csv"),
+        "--cold-items", str(split_dir / "cold_items.csv"), "--models", "textmap",
+        "--encoder", "static", "--no-tune", "--json", str(out), "--recs-out", str(recs),
+        "--quiet", "--bootstrap", "10",
+    ]) == 0  # fmt: skip
+    with open(recs) as fh:
+        items = {row["item"] for row in csv.DictReader(fh)}
+    assert items and items <= cold
+    ndcg = json.loads(out.read_text())["results"][0]["metrics"]["ndcg@10"]
+    assert ndcg > 0.2  # text scores items no one has interacted with
