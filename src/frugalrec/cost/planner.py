@@ -411,7 +411,8 @@ def _reason(
     text += " per machine; "
     price = f"{_usd(best.usd_per_month)}/month" if best.usd_per_month is not None else None
     if limits.qps is not None:
-        text += f"{_machines(best.machines)} serve {_qps(limits.qps)} QPS"
+        verb = "serves" if best.machines == 1 else "serve"
+        text += f"{_machines(best.machines)} {verb} {_qps(limits.qps)} QPS"
     else:
         text += f"one machine serves up to {_qps(best.qps_per_machine)} QPS"
     text += f" for {price}." if price else f" (no price known for {hw})."
