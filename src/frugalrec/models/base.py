@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
+from frugalrec._config import JsonConfig
 from frugalrec._io import atomic_path, sha256_file, write_json_atomic
 from frugalrec.data.dataset import Dataset
 
@@ -28,31 +29,8 @@ _CHUNK_USERS = 512
 
 
 @dataclasses.dataclass(frozen=True)
-class RecommenderConfig:
+class RecommenderConfig(JsonConfig):
     """Base for typed, JSON round-tripping hyper-parameter sets (keyword-only)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown field(s) {unknown}; valid fields: {sorted(names)}"
-            )
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> Self:
-        return cls.from_dict(json.loads(text))
-
-    def replace(self, **changes: Any) -> Self:
-        return dataclasses.replace(self, **changes)
 
 
 class ModelArtifactError(ValueError):

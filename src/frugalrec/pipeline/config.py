@@ -6,15 +6,16 @@ It is the unit that ``bench`` measures, ``plan`` chooses and ``serve`` runs.
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, Self
+from typing import Any
+
+from frugalrec._config import JsonConfig
 
 ENCODERS = ("none", "static", "minilm", "mpnet")
 RETRIEVALS = ("exact", "hnsw", "ivfpq")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PipelineConfig:
+class PipelineConfig(JsonConfig):
     """Encoder tier/backend (or none), model (+ its hyper-parameters), retrieval, optional
     re-ranker, candidate count, serving batch size and serving threads."""
 
@@ -65,21 +66,3 @@ class PipelineConfig:
                 raise ValueError(f"PipelineConfig.{name} must be >= 1")
         if self.candidates < self.k:
             raise ValueError("PipelineConfig.candidates must be >= k")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"PipelineConfig: unknown field(s) {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> Self:
-        return cls.from_dict(json.loads(text))
