@@ -69,8 +69,14 @@ class _FactorModel(Recommender):
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = state["user_factors"]
-        self.item_factors_ = state["item_factors"]
+        self._set_factors(state["user_factors"], state["item_factors"])
+
+    def _set_factors(self, U: np.ndarray, V: np.ndarray) -> None:
+        """Store factors (float32, C-contiguous) and what fold-in needs from them, once per
+        fit or load, so a refit can never leave a stale derived array behind."""
+        self.user_factors_ = np.ascontiguousarray(U, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(V, dtype=np.float32)
+        self.item_gram_ = self.item_factors_.T @ self.item_factors_  # [f, f], for ALS fold-in
 
 
 class ALSRecommender(_FactorModel):
@@ -97,9 +103,7 @@ class ALSRecommender(_FactorModel):
                 calculate_training_loss=False,
             )
             model.fit(X, show_progress=False)
-        self._model = model
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self._set_factors(model.user_factors, model.item_factors)
 
     def _fold_in_factors(self, history: sp.csr_matrix) -> np.ndarray:
         # The exact ALS user solve against fixed item factors (implicit's own Cython solver,
@@ -107,18 +111,15 @@ class ALSRecommender(_FactorModel):
         from implicit.cpu import _als
 
         cfg: ALSConfig = self.config  # type: ignore[assignment]
-        if not hasattr(self, "_yty"):
-            V = self.item_factors_
-            self._yty = np.ascontiguousarray(V.T @ V, dtype=np.float32)
         C = sp.csr_matrix(history * cfg.alpha, dtype=np.float32)
         out = np.zeros((history.shape[0], self.item_factors_.shape[1]), dtype=np.float32)
         _als._least_squares(
-            self._yty,
+            self.item_gram_,
             C.indptr,
             C.indices,
             C.data.astype(np.float32),
             out,
-            np.ascontiguousarray(self.item_factors_),
+            self.item_factors_,
             cfg.regularization,
             # Waking an OpenMP pool costs ~20 ms on a busy 2-core box: far more than the
             # solves of a small batch (0.15 ms per user), so small batches stay on one thread.
@@ -151,8 +152,7 @@ class BPRRecommender(_FactorModel):
             )
             model.fit(X, show_progress=False)
         # implicit appends a bias column (user side fixed at 1), so the item bias is kept.
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self._set_factors(model.user_factors, model.item_factors)
 
     def _fold_in_factors(self, history: sp.csr_matrix) -> np.ndarray:
         # BPR has no closed-form user update. The mean of the history's item factors is a
