@@ -146,7 +146,7 @@ def _encode_catalogue(
     ds: Any, config: PipelineConfig, quick: bool
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Item vectors through the cache, plus what encoding costs (measured uncached)."""
-    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+    from frugalrec.text import item_texts, load_encoder
     from frugalrec.text.features import item_features
 
     t0 = time.perf_counter()
@@ -165,9 +165,7 @@ def _encode_catalogue(
         t1 = time.perf_counter()
         encoder.encode([t])
         singles.append(time.perf_counter() - t1)
-    vectors = item_features(ds, config.encoder, config.backend)
-    cache = EmbeddingCache(encoder)
-    del cache
+    vectors = item_features(ds, config.encoder, config.backend, encoder=encoder)
     info = encoder.info()
     return vectors, {
         "key": encoder.key,

@@ -44,12 +44,10 @@ class EvalResult:
 
 
 def genre_features(ds: Dataset) -> np.ndarray | None:
-    """Multi-hot genre matrix float32 [n_items, n_genres] from ``items.genres`` ('|'-joined)."""
-    if "genres" not in ds.items:
-        return None
-    g = ds.items["genres"].fillna("").astype(str)
-    dummies = g.str.get_dummies(sep="|")
-    return dummies.to_numpy(dtype=np.float32) if dummies.shape[1] else None
+    """Genre multi-hot float32 [n_items, n_genres] (rows unit-norm) for genre-based ILD."""
+    from frugalrec.text.features import attribute_block
+
+    return attribute_block(ds, "genres")
 
 
 def evaluate_lists(
