@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from frugalrec._linalg import normalise_rows
+
 
 def hits_matrix(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     """bool [n, K]: whether each recommended item is relevant for its user."""
@@ -68,9 +70,7 @@ def intra_list_diversity(top: np.ndarray, k: int, features: np.ndarray) -> np.nd
     (genre multi-hot or text embeddings; float [n_items, d]). Zero vectors count as
     dissimilar to everything."""
     t = top[:, :k]
-    F = features.astype(np.float32)
-    norms = np.linalg.norm(F, axis=1, keepdims=True)
-    F = np.divide(F, norms, out=np.zeros_like(F), where=norms > 0)
+    F = normalise_rows(features.astype(np.float32))
     E = F[np.where(t >= 0, t, 0)] * (t >= 0)[:, :, None]
     G = np.einsum("nkd,njd->nkj", E, E)
     kk = t.shape[1]

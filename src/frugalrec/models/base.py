@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from frugalrec._config import JsonConfig
 from frugalrec._io import atomic_path, sha256_file, write_json_atomic
+from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
 
 FORMAT_VERSION = 1
@@ -274,9 +275,7 @@ class Recommender(ABC):
         items = np.atleast_1d(np.asarray(items, dtype=np.int64))
         if (items < 0).any() or (items >= self.n_items_).any():
             raise IndexError(f"item index out of range [0, {self.n_items_})")
-        rep = self._item_representation().astype(np.float32)
-        norms = np.linalg.norm(rep, axis=1)
-        rep = rep / np.maximum(norms, 1e-12)[:, None]
+        rep = normalise_rows(self._item_representation().astype(np.float32))
         s = rep[items] @ rep.T
         s[np.arange(len(items)), items] = -np.inf
         return top_k(s, k)

@@ -12,13 +12,9 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
+from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig
-
-
-def _normalise_rows(M: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(M, axis=1, keepdims=True)
-    return np.divide(M, n, out=np.zeros_like(M), where=n > 0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,7 +39,7 @@ class ContentRecommender(Recommender):
         cfg: ContentConfig = self.config  # type: ignore[assignment]
         if cfg.half_life_days < 0:
             raise ValueError(f"content: half_life_days must be >= 0, got {cfg.half_life_days}")
-        self.item_vectors_ = _normalise_rows(np.asarray(item_vectors, dtype=np.float32))
+        self.item_vectors_ = normalise_rows(np.asarray(item_vectors, dtype=np.float32))
         self.profile_weights_ = X
         if cfg.half_life_days > 0 and dataset is not None and dataset.has_timestamps:
             self.profile_weights_ = time_decay_weights(dataset, cfg.half_life_days)
@@ -59,7 +55,7 @@ class ContentRecommender(Recommender):
 
     def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
         h = sp.csr_matrix(history, dtype=np.float32)
-        return _normalise_rows(np.asarray(h @ self.item_vectors_, dtype=np.float32))
+        return normalise_rows(np.asarray(h @ self.item_vectors_, dtype=np.float32))
 
     def item_matrix(self) -> np.ndarray:
         return self.item_vectors_

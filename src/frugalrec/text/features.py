@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
 
 if TYPE_CHECKING:
@@ -20,9 +21,7 @@ def attribute_block(ds: Dataset, column: str = "genres") -> np.ndarray | None:
     dummies = ds.items[column].fillna("").astype(str).str.get_dummies(sep="|")
     if not dummies.shape[1]:
         return None
-    M = dummies.to_numpy(dtype=np.float32)
-    n = np.linalg.norm(M, axis=1, keepdims=True)
-    return np.divide(M, n, out=np.zeros_like(M), where=n > 0)
+    return normalise_rows(dummies.to_numpy(dtype=np.float32))
 
 
 def encode_items(
