@@ -141,3 +141,32 @@ def test_scrubbing_is_idempotent_and_placeholders_are_clean() -> None:
 def test_non_string_is_refused() -> None:
     with pytest.raises(TypeError):
         scrub_text(12345)  # type: ignore[arg-type]
+
+
+def test_item_texts_are_scrubbed_before_any_encoder() -> None:
+    import pandas as pd
+
+    from frugalrec.text.items import item_texts
+
+    items = pd.DataFrame(
+        {
+            "item": ["a", "b"],
+            "title": ["Se7en", "Heat"],
+            "year": [1995, 1995],
+            "description": ["dark thriller", "seller: bob@films.example, call 555-123-4567"],
+        }
+    )
+    texts = item_texts(items)
+    assert texts[0] == "Se7en (1995). Description: dark thriller."
+    assert "bob@films.example" not in texts[1] and "555-123-4567" not in texts[1]
+    assert "[EMAIL]" in texts[1] and "[PHONE]" in texts[1]
+
+
+def test_queries_are_scrubbed_before_parsing() -> None:
+    from frugalrec.pipeline.query import parse_query
+
+    intent = parse_query("funny movies from the 90s, mail me at ann@x.org or +1 202 555 0173")
+    assert "ann@x.org" not in intent.raw and "ann@x.org" not in intent.text
+    assert "555" not in intent.text
+    assert intent.include == {"Comedy"}
+    assert (intent.year_min, intent.year_max) == (1990, 1999)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from frugalrec.privacy.scrub import scrub_text
+
 # Words people use -> ml-100k genre names. Longer phrases are matched first.
 GENRE_WORDS: dict[str, str] = {
     "sci-fi": "Sci-Fi", "science fiction": "Sci-Fi", "scifi": "Sci-Fi", "space": "Sci-Fi",
@@ -77,8 +79,11 @@ def parse_query(query: str, catalogue_years: tuple[int, int] | None = None) -> Q
     """Rules: negated genres, mentioned genres, decades, year ranges, "older"/"recent".
 
     ``catalogue_years`` (min, max) anchors relative words: "older films" means the oldest
-    third of the catalogue's span, "recent" the newest tenth.
+    third of the catalogue's span, "recent" the newest tenth. The request is PII-scrubbed
+    first: ``intent.raw`` and ``intent.text`` (what gets encoded, logged or cached) never
+    carry an e-mail, phone or card number the user typed.
     """
+    query = scrub_text(query)
     text = query.strip()
     intent = QueryIntent(raw=query, text=text)
     for m in _NEGATION.finditer(text):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from frugalrec.privacy.scrub import scrub_texts
+
 
 def item_texts(items: pd.DataFrame) -> list[str]:
     """One text per row, e.g. ``"Toy Story (1995). Genres: Animation, Children's, Comedy."``.
 
     Uses ``title`` (required), ``year`` and ``genres`` ('|'-joined) when present; missing
-    parts are left out rather than written as "nan".
+    parts are left out rather than written as "nan". Texts are PII-scrubbed (a user's
+    items file may carry e-mails or phone numbers in free-text columns) before any encoder,
+    cache or LLM sees them.
     """
     if "title" not in items.columns:
         raise ValueError("item table needs a 'title' column")
@@ -29,7 +33,7 @@ def item_texts(items: pd.DataFrame) -> list[str]:
         value = items[col].fillna("").astype(str).str.strip().str.rstrip(".")
         label = str(col).replace("_", " ").capitalize()
         text = text.where(value == "", text + " " + label + ": " + value + ".")
-    return text.tolist()
+    return scrub_texts(text.tolist())
 
 
 _STRUCTURED = {"item", "title", "year", "genres"}
