@@ -15,6 +15,8 @@ import pandas as pd
 
 from frugalrec.data.dataset import Dataset, build_dataset
 from frugalrec.data.errors import DataValidationError, Problem
+from frugalrec.privacy.deidentify import QuasiIdentifierPolicy, coarsen_users
+from frugalrec.privacy.pseudonyms import Pseudonymiser
 
 MAX_PROBLEMS = 100
 INTERACTION_COLUMNS = ("user", "item")
@@ -170,10 +172,18 @@ def load_interactions(
     interactions: str | Path,
     items: str | Path | None = None,
     name: str = "custom",
+    users: str | Path | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
+    quasi_identifiers: QuasiIdentifierPolicy | None = None,
 ) -> Dataset:
-    """Validate and load ``user,item[,rating][,timestamp]`` plus an optional items file.
+    """Validate and load ``user,item[,rating][,timestamp]`` plus optional items/users files.
 
-    The items file needs ``item,title``; any other columns are kept as text fields.
+    The items file needs ``item,title``; any other columns are kept as text fields. The
+    users file needs ``user``; direct identifiers (name, e-mail, phone, ...) are dropped and
+    quasi-identifiers coarsened per ``quasi_identifiers`` (age -> band, zip -> 3 digits by
+    default). With ``pseudonymiser`` every user id (interactions and users file) becomes its
+    keyed pseudonym here, at ingestion, so the ``Dataset`` and everything downstream
+    (models, caches, logs) never hold a raw user id.
     Raises :class:`DataValidationError` listing every problem (file, line, field).
     """
     df, problems = read_table(interactions, INTERACTION_COLUMNS)
@@ -207,15 +217,39 @@ def load_interactions(
                 item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype(
                     "Int64"
                 )
+    user_table = None
+    if users is not None:
+        user_table, user_problems = read_table(users, ("user",))
+        problems += user_problems
+        if not user_problems:
+            dup = user_table["user"].duplicated(keep="first").to_numpy()
+            lines = _lines(user_table)
+            problems += [
+                Problem(
+                    str(users),
+                    f"duplicate user id on line {int(lines[j])}",
+                    line=int(lines[j]),
+                    field="user",
+                )
+                for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
+            ]
     if problems:
         raise DataValidationError(
             problems[:MAX_PROBLEMS], truncated=max(0, len(problems) - MAX_PROBLEMS)
         )
+    user_ids = df["user"].to_numpy()
+    if user_table is not None:
+        user_table = coarsen_users(user_table, quasi_identifiers)
+    if pseudonymiser is not None:
+        user_ids = pseudonymiser.pseudonyms(user_ids)
+        if user_table is not None:
+            user_table["user"] = pseudonymiser.pseudonyms(user_table["user"].to_numpy())
     return build_dataset(
         name,
-        df["user"].to_numpy(),
+        user_ids,
         df["item"].to_numpy(),
         None if rating is None else rating.astype(np.float32),
         ts,
         item_table=item_table,
+        user_table=user_table,
     )

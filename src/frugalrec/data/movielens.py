@@ -20,6 +20,7 @@ import pandas as pd
 
 from frugalrec._io import atomic_path, cache_dir, sha256_file
 from frugalrec.data.dataset import Dataset, build_dataset
+from frugalrec.privacy.deidentify import coarsen_users
 
 RECBOLE_WHEEL = "recbole==1.2.1"
 # SHA-256 of the three files in recbole 1.2.1's dataset_example/ml-100k.
@@ -99,13 +100,7 @@ def load_ml100k() -> Dataset:
     items["genres"] = items["genres"].map(_genres)
     users = pd.read_csv(d / "ml-100k.user", sep="\t", header=0, dtype=str, keep_default_na=False)
     users.columns = ["user", "age", "gender", "occupation", "zip"]
-    users["age_band"] = pd.cut(
-        pd.to_numeric(users["age"], errors="coerce"),
-        bins=[0, 17, 24, 34, 44, 54, 64, 200],
-        labels=["<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"],
-    ).astype(str)
-    users["zip3"] = users["zip"].str[:3]
-    users = users.drop(columns=["age", "zip"])
+    users = coarsen_users(users)
     return build_dataset(
         "ml-100k",
         inter["user"].to_numpy(),

@@ -11,6 +11,7 @@ from frugalrec.data.dataset import Dataset, build_dataset
 from frugalrec.data.errors import DataValidationError, Problem
 from frugalrec.data.loaders import read_table
 from frugalrec.data.splits import Split
+from frugalrec.privacy.pseudonyms import Pseudonymiser
 
 BUILTIN = ("ml-100k",)
 
@@ -33,10 +34,12 @@ def load_external_split(
     test: str | Path,
     items: str | Path | None = None,
     cold_items: str | Path | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> Split:
     """A split someone else made: three ``user,item`` files (+ items, + cold-item list).
 
     With ``cold_items`` (CSV with column ``item``) the test ranks only among those items.
+    With ``pseudonymiser`` user ids become keyed pseudonyms at ingestion.
     Raises :class:`DataValidationError` naming file, line and field.
     """
     frames, problems = [], []
@@ -61,9 +64,12 @@ def load_external_split(
     for f in frames:
         f.attrs.clear()  # per-file line numbers; pandas cannot merge differing attrs
     allf = pd.concat([f[["user", "item"]] for f in frames], ignore_index=True)
+    user_ids = allf["user"].to_numpy()
+    if pseudonymiser is not None:
+        user_ids = pseudonymiser.pseudonyms(user_ids)
     ds = build_dataset(
         "external",
-        allf["user"].to_numpy(),
+        user_ids,
         allf["item"].to_numpy(),
         None,
         None,
