@@ -9,11 +9,13 @@ import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.privacy.dp import DPOptions, private_gram
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class EASEConfig(RecommenderConfig):
-    """``l2``: ridge penalty lambda (ml-100k's best lies in the hundreds)."""
+class EASEConfig(RecommenderConfig, DPOptions):
+    """``l2``: ridge penalty lambda (ml-100k's best lies in the hundreds); ``dp_*``: the
+    Gram matrix is released with differential privacy (frugalrec.privacy.dp)."""
 
     l2: float = 500.0
 
@@ -27,8 +29,13 @@ class EASERecommender(Recommender):
     ) -> None:
         if self.config.l2 <= 0:  # type: ignore[attr-defined]
             raise ValueError(f"ease: l2 must be > 0, got {self.config.l2}")  # type: ignore[attr-defined]
-        G = (X.T @ X).toarray().astype(np.float64)
-        G[np.diag_indices_from(G)] += self.config.l2  # type: ignore[attr-defined]
+        cfg: EASEConfig = self.config  # type: ignore[assignment]
+        cfg.check_dp()
+        G = private_gram(X, cfg)
+        if cfg.dp_epsilon is not None:
+            # The cold-start fallback must not use the exact counts either.
+            self.item_popularity_ = np.maximum(np.diag(G), 0.0).astype(np.float32)
+        G[np.diag_indices_from(G)] += cfg.l2
         P = np.linalg.inv(G)
         B = P / (-np.diag(P))
         B[np.diag_indices_from(B)] = 0.0

@@ -9,15 +9,17 @@ import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.privacy.dp import DPOptions, private_gram
 
 _BLOCK = 2048
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ItemKNNConfig(RecommenderConfig):
+class ItemKNNConfig(RecommenderConfig, DPOptions):
     """``neighbors``: similarities kept per item; ``shrink``: added to the cosine
     denominator (damps similarities backed by few co-occurrences); ``alpha``: asymmetric
-    cosine exponent (0.5 = plain cosine)."""
+    cosine exponent (0.5 = plain cosine); ``dp_*``: co-occurrences and counts are released
+    with differential privacy (frugalrec.privacy.dp; the full Gram matrix is then built)."""
 
     neighbors: int = 100
     shrink: float = 10.0
@@ -34,9 +36,15 @@ class ItemKNNRecommender(Recommender):
         cfg: ItemKNNConfig = self.config  # type: ignore[assignment]
         if cfg.neighbors < 1 or cfg.shrink < 0 or not 0 <= cfg.alpha <= 1:
             raise ValueError(f"itemknn: invalid config {cfg}")
+        cfg.check_dp()
         n_items = X.shape[1]
         Xc = sp.csc_matrix(X)
         counts = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+        G = None
+        if cfg.dp_epsilon is not None:
+            G = private_gram(X, cfg)
+            counts = np.maximum(np.diag(G), 0.0)
+            self.item_popularity_ = counts.astype(np.float32)
         left = np.power(np.maximum(counts, 1e-12), cfg.alpha)
         right = np.power(np.maximum(counts, 1e-12), 1.0 - cfg.alpha)
         k = min(cfg.neighbors, n_items - 1)
@@ -45,7 +53,8 @@ class ItemKNNRecommender(Recommender):
         # Column blocks keep memory at n_items x BLOCK while staying vectorised.
         for start in range(0, n_items, _BLOCK):
             stop = min(n_items, start + _BLOCK)
-            co = (XT @ Xc[:, start:stop]).toarray()  # [n_items, b] co-occurrence counts
+            # [n_items, b] co-occurrence counts
+            co = (XT @ Xc[:, start:stop]).toarray() if G is None else G[:, start:stop]
             sim = co / (left[:, None] * right[None, start:stop] + cfg.shrink + 1e-12)
             sim[np.arange(start, stop), np.arange(stop - start)] = 0.0
             if k < n_items:

@@ -9,11 +9,13 @@ import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.privacy.dp import DPOptions, private_counts
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PopConfig(RecommenderConfig):
-    """No hyper-parameters; kept for a uniform interface."""
+class PopConfig(RecommenderConfig, DPOptions):
+    """Only the differential-privacy option (``dp_*``, see frugalrec.privacy.dp): the
+    released counts are then noisy and the ranking follows them."""
 
 
 class PopRecommender(Recommender):
@@ -23,7 +25,10 @@ class PopRecommender(Recommender):
     def _fit(
         self, X: sp.csr_matrix, dataset: Dataset | None, item_vectors: np.ndarray | None
     ) -> None:
-        pass
+        cfg: PopConfig = self.config  # type: ignore[assignment]
+        cfg.check_dp()
+        if cfg.dp_epsilon is not None:
+            self.item_popularity_ = private_counts(X, cfg)
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.item_popularity_, (history.shape[0], self.n_items_)).copy()
