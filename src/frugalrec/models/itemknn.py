@@ -42,9 +42,11 @@ class ItemKNNRecommender(Recommender):
         counts = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
         G = None
         if cfg.dp_epsilon is not None:
-            G = private_gram(X, cfg)
-            counts = np.maximum(np.diag(G), 0.0)
-            self.item_popularity_ = counts.astype(np.float32)
+            # Post-processing of the noisy release: co-occurrences are never negative, and a
+            # count floor of 1 keeps noise on a near-zero count from blowing up a cosine.
+            G = np.maximum(private_gram(X, cfg), 0.0)
+            self.item_popularity_ = np.diag(G).astype(np.float32)
+            counts = np.maximum(np.diag(G), 1.0)
         left = np.power(np.maximum(counts, 1e-12), cfg.alpha)
         right = np.power(np.maximum(counts, 1e-12), 1.0 - cfg.alpha)
         k = min(cfg.neighbors, n_items - 1)

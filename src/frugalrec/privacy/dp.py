@@ -50,7 +50,7 @@ class DPOptions:
     dp_epsilon: float | None = None
     dp_delta: float = 1e-6
     dp_mechanism: Literal["laplace", "gaussian"] = "gaussian"
-    dp_max_items: int = 100
+    dp_max_items: int = 50
     dp_seed: int = 0
 
     def check_dp(self) -> None:
