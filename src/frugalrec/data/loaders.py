@@ -57,15 +57,32 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> tuple[pd.DataFram
                 name, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save as UTF-8", line=line
             )
         ]
-    first = text.split("\n", 1)[0]
+    if not text.strip():
+        return pd.DataFrame(), [Problem(name, "file is empty", line=1)]
+    first = text.splitlines()[0] if text.splitlines() else ""
     delim = "\t" if first.count("\t") > first.count(",") else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delim))
+    # newline="": the csv module itself splits \n, \r\n and \r (and keeps newlines inside
+    # quoted fields); each row remembers the file line it starts on.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    rows_end = 0
+    try:
+        for row in reader:
+            starts.append(rows_end + 1)
+            rows.append(row)
+            rows_end = reader.line_num
+    except csv.Error as exc:
+        return pd.DataFrame(), [Problem(name, f"malformed CSV: {exc}", line=reader.line_num)]
+    if not rows:
+        return pd.DataFrame(), [Problem(name, "file is empty", line=1)]
     header = [h.strip() for h in rows[0]]
     problems = _header_problems(name, header, required)
     if problems:
         return pd.DataFrame(), problems
     body: list[list[str]] = []
-    for lineno, row in enumerate(rows[1:], start=2):
+    kept: list[int] = []
+    for lineno, row in zip(starts[1:], rows[1:], strict=True):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank lines are harmless
         if len(row) != len(header):
@@ -76,20 +93,10 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> tuple[pd.DataFram
                 break
             continue
         body.append([c.strip() for c in row])
+        kept.append(lineno)
     df = pd.DataFrame(body, columns=header)
-    df.attrs["lines"] = _line_numbers(rows)
+    df.attrs["lines"] = np.asarray(kept, dtype=np.int64)
     return df, problems + _empty_id_problems(name, df, required)
-
-
-def _line_numbers(rows: list[list[str]]) -> np.ndarray:
-    """1-based file line of each kept data row (blank lines skipped; wrong-width rows too)."""
-    width = len(rows[0])
-    lines = [
-        i
-        for i, row in enumerate(rows[1:], start=2)
-        if row and not (len(row) == 1 and not row[0].strip()) and len(row) == width
-    ]
-    return np.asarray(lines, dtype=np.int64)
 
 
 def _header_problems(name: str, header: list[str], required: tuple[str, ...]) -> list[Problem]:
