@@ -1,0 +1,76 @@
+"""``frugalrec serve``: the HTTP service (API, page, metrics) on an embedded or external store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the HTTP service and web page")
+    p.add_argument("--dataset", default="ml-100k", help="ml-100k (default) or synthetic")
+    p.add_argument("--config", type=Path, help="PipelineConfig JSON (default: EASE, cheap tier)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--store", help="sqlite:///path (default: in the cache dir) or postgresql://...")
+    p.add_argument("--model-dir", type=Path, help="where model versions are saved")
+    p.add_argument("--read-requires-key", action="store_true", help="reads need an API key too")
+    p.add_argument("--rate-limit", type=float, default=100.0, help="requests/s per API key")
+    p.add_argument("--rate-burst", type=int, default=200, help="burst size per API key")
+    p.add_argument("--max-body-bytes", type=int, default=256 * 1024)
+    p.add_argument(
+        "--cors-origin", action="append", default=[], help="allow this origin (default: none)"
+    )
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from frugalrec.cli import UsageError
+    from frugalrec.serve.settings import API_KEY_FILE_ENV, API_KEYS_ENV, ServeSettings
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
+    overrides: dict[str, Any] = {
+        "dataset": args.dataset,
+        "pipeline_config": args.config,
+        "model_dir": args.model_dir,
+        "read_requires_key": args.read_requires_key,
+        "rate_limit_per_s": args.rate_limit,
+        "rate_limit_burst": args.rate_burst,
+        "max_body_bytes": args.max_body_bytes,
+        "cors_origins": tuple(args.cors_origin),
+    }
+    if args.store:
+        overrides["store_url"] = args.store
+    try:
+        settings = ServeSettings.from_environment(**overrides)
+    except Exception as exc:  # pydantic ValidationError names the field
+        raise UsageError(str(exc)) from exc
+    if not settings.api_key_hashes:
+        print(
+            "warning: no API key configured: event, forget and retrain endpoints will answer "
+            f"403.\n  Set one, e.g.:  export {API_KEYS_ENV}=$(python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')\n"
+            f"  (comma-separate several keys, or put one per line in a file named by "
+            f"{API_KEY_FILE_ENV})",
+            file=sys.stderr,
+        )
+    import uvicorn
+
+    from frugalrec.serve.app import create_app
+
+    print(f"loading {settings.dataset} and the model ...", file=sys.stderr)
+    app = create_app(settings)
+    service = app.state.service
+    print(
+        f"frugalrec serving {service.config.name} (model version {service.serving.version}, "
+        f"store {settings.store_url.split(':', 1)[0]}) on http://{args.host}:{args.port}/  "
+        f"(API docs: /docs)",
+        file=sys.stderr,
+    )
+    # No access log: request paths carry the caller's user ids.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0

@@ -1,0 +1,42 @@
+"""Dependency aliases: the state, and who may call (read / write / admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from frugalrec.serve.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def _authorise(request: Request, authorization: str | None) -> str:
+    service = get_state(request)
+    key_id = request.app.state.api_keys.identify(authorization)
+    request.app.state.rate_limiter.take(key_id)
+    del service
+    return key_id
+
+
+def require_writer(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Key id of a valid API key (write and admin endpoints)."""
+    return _authorise(request, authorization)
+
+
+def allow_reader(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str | None:
+    """Reads are open unless ``read_requires_key``; a presented key is still checked and
+    rate-limited."""
+    if request.app.state.service.settings.read_requires_key or authorization:
+        return _authorise(request, authorization)
+    return None
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+Writer = Annotated[str, Depends(require_writer)]
+Reader = Annotated[str | None, Depends(allow_reader)]

@@ -1,0 +1,54 @@
+"""Health, readiness, Prometheus metrics and the live latency summary."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from frugalrec.serve.deps import Reader, State
+from frugalrec.serve.schemas import Health, LatencyStats
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health}},
+    summary="A model is loaded and the store answers",
+)
+def readyz(state: State) -> Response:
+    ok = state.ready and state.store.ping()
+    body = {
+        "status": "ready" if ok else "not ready",
+        "model_version": state.serving.version,
+        "store": state.store.url.split(":", 1)[0],
+    }
+    return JSONResponse(body, 200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus exposition", response_class=Response)
+def metrics(state: State) -> Response:
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/stats",
+    response_model=LatencyStats,
+    summary="Live p50/p99 per tier (the page's cost panel)",
+)
+def stats(state: State, _reader: Reader) -> dict:
+    m = state.metrics
+    return {
+        "tiers": m.latency_summary(),
+        "model_version": state.serving.version,
+        "events_in_store": int(m.events_in_store._value.get()),
+        "cache_hit_ratio": (m._hits / m._lookups) if m._lookups else None,
+        "sample_users": [str(u) for u in state.dataset.users_vocab.ids[:12]],
+    }

@@ -1,0 +1,57 @@
+"""``/v1/users``: recommendations for a user; forgetting a user (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from frugalrec.serve.deps import Reader, State, Writer
+from frugalrec.serve.schemas import ErrorBody, ForgetResult, RecommendationList
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+UserPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="your own user id (pseudonymised before storage)",
+    ),
+]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    429: {"model": ErrorBody},
+}
+
+
+@router.get(
+    "/{user_id}/recommendations",
+    response_model=RecommendationList,
+    responses=_ERRORS,
+    summary="Top-k items for a user, with scores, optional explanations and the cost",
+)
+def recommendations(
+    request: Request,
+    state: State,
+    _reader: Reader,
+    user_id: UserPath,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    explain: bool = False,
+    budget_ms: Annotated[float | None, Query(gt=0, le=60_000)] = None,
+) -> dict:
+    payload, tier = state.recommend(user_id, k, explain, budget_ms)
+    request.state.tier = tier
+    return payload
+
+
+@router.delete(
+    "/{user_id}",
+    response_model=ForgetResult,
+    responses=_ERRORS,
+    summary="Forget a user: events, cached history and results (admin)",
+)
+def forget_user(state: State, _writer: Writer, user_id: UserPath) -> dict:
+    return {"user_id": user_id, "events_deleted": state.forget(user_id)}

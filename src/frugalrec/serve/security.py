@@ -1,0 +1,152 @@
+"""API keys (hashed, constant-time compared), per-key rate limits, body size limits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frugalrec.serve.errors import ApiError
+from frugalrec.serve.settings import API_KEYS_ENV
+
+
+class ApiKeys:
+    """Accepted keys as SHA-256 digests. ``identify`` hashes the presented key and compares
+    it with every stored digest using ``hmac.compare_digest`` (no early exit that would
+    leak which prefix matched); the digest, never the key, names the caller afterwards."""
+
+    def __init__(self, digests: frozenset[str]) -> None:
+        self._digests = tuple(sorted(digests))
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def identify(self, authorization: str | None) -> str:
+        """Key id (first 12 hex chars of its digest) for an ``Authorization`` header.
+
+        Raises ApiError 401 (missing or not Bearer) or 403 (unknown key, or none configured).
+        """
+        if not authorization:
+            raise ApiError(
+                401, "unauthorized", "missing Authorization: Bearer <key>", field="authorization"
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401, "unauthorized", "Authorization must be 'Bearer <key>'", field="authorization"
+            )
+        if not self._digests:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"no API keys are configured on this server; set {API_KEYS_ENV}",
+                field="authorization",
+            )
+        presented = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        match = None
+        for d in self._digests:
+            if hmac.compare_digest(presented, d):
+                match = d
+        if match is None:
+            raise ApiError(403, "forbidden", "API key not accepted", field="authorization")
+        return match[:12]
+
+
+class RateLimiter:
+    """Token bucket per key: ``rate`` tokens/s, at most ``burst`` banked."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> None:
+        """Spend one token or raise ApiError 429 with a Retry-After hint."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"rate limit of {self.rate:g} requests/s per key exceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            self._buckets[key] = (tokens - 1.0, now)
+
+
+class BodySizeLimit:
+    """ASGI middleware: request bodies over ``max_bytes`` get 413 with a JSON body, whether
+    announced by Content-Length or streamed chunked. The body is read (bounded) before the
+    app runs, so an oversized request never reaches a handler."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_bytes
+            except ValueError:
+                await _send_json(
+                    send, 400, "bad_request", "invalid Content-Length", "content-length"
+                )
+                return
+            if too_big:
+                await self._reject(send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(body)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send: Send) -> None:
+        await _send_json(
+            send, 413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes", "body"
+        )
+
+
+async def _send_json(send: Send, status: int, code: str, message: str, field: str) -> None:
+    import json
+
+    body = json.dumps({"error": code, "message": message, "field": field}).encode()
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

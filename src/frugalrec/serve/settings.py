@@ -1,0 +1,104 @@
+"""``ServeSettings``: the one typed settings object of the service.
+
+Built from the command line or the environment (``ServeSettings.from_environment``);
+tests build it directly. API keys are held only as SHA-256 digests: a raw key never sits in
+the settings object, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_KEYS_ENV = "FRUGALREC_API_KEYS"
+API_KEY_FILE_ENV = "FRUGALREC_API_KEY_FILE"
+
+
+def hash_key(raw: str) -> str:
+    """Hex SHA-256 of one API key (what the service keeps in memory)."""
+    return hashlib.sha256(raw.strip().encode("utf-8")).hexdigest()
+
+
+def read_key_file(path: str | os.PathLike[str]) -> list[str]:
+    """Keys from a file: one per line, blank lines and ``#`` comments ignored."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{API_KEY_FILE_ENV}: {p} is not a file")
+    lines = [ln.split("#", 1)[0].strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def default_store_url() -> str:
+    from frugalrec._io import cache_dir
+
+    return f"sqlite:///{cache_dir('serve') / 'frugalrec.db'}"
+
+
+class ServeSettings(BaseModel):
+    """Everything ``create_app`` needs. Immutable; unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field("ml-100k", description="ml-100k, or synthetic (small, for tests)")
+    pipeline_config: Path | None = Field(None, description="PipelineConfig JSON (default EASE)")
+    store_url: str = Field(default_factory=default_store_url)
+    model_dir: Path | None = Field(
+        None, description="where model versions are saved (default: beside the store)"
+    )
+    api_key_hashes: frozenset[str] = Field(
+        frozenset(), description="SHA-256 hex digests of accepted API keys"
+    )
+    read_requires_key: bool = Field(False, description="reads need a key too")
+    rate_limit_per_s: float = Field(100.0, gt=0, description="sustained requests/s per key")
+    rate_limit_burst: int = Field(200, ge=1, description="token-bucket size per key")
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_batch: int = Field(1000, ge=1)
+    cors_origins: tuple[str, ...] = ()
+    result_cache_size: int = Field(20_000, ge=0)
+    pseudonym_key_file: Path | None = None
+    explain_by_default: bool = False
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _hex_digests(cls, v: frozenset[str]) -> frozenset[str]:
+        for h in v:
+            if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+                raise ValueError("api_key_hashes must be lowercase hex SHA-256 digests")
+        return v
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("store_url must start with sqlite:/// or postgresql://")
+        return v
+
+    @classmethod
+    def from_environment(cls, api_keys: list[str] | None = None, **overrides: Any) -> ServeSettings:
+        """Settings with keys from ``api_keys``, else ``$FRUGALREC_API_KEYS``
+        (comma-separated) and ``$FRUGALREC_API_KEY_FILE``; ``overrides`` set other fields."""
+        raw: list[str] = list(api_keys or [])
+        if not raw:
+            raw = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+            key_file = os.environ.get(API_KEY_FILE_ENV)
+            if key_file:
+                raw += read_key_file(key_file)
+        for k in raw:
+            if len(k) < 16:
+                raise ValueError("API keys must be at least 16 characters")
+        return cls(api_key_hashes=frozenset(hash_key(k) for k in raw), **overrides)
+
+    def resolved_model_dir(self) -> Path:
+        """Model versions directory: ``model_dir``, or beside a SQLite file, or the cache."""
+        if self.model_dir is not None:
+            return self.model_dir
+        if self.store_url.startswith("sqlite:///"):
+            db = Path(self.store_url[len("sqlite:///") :])
+            return db.parent / f"{db.name}.models"
+        from frugalrec._io import cache_dir
+
+        return cache_dir("serve", "models")

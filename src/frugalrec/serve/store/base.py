@@ -1,0 +1,278 @@
+"""The store interface: events, users, items, forgotten users and the model registry.
+
+One SQL implementation (``SQLStore``) serves SQLite and PostgreSQL: the dialects differ
+only in connection set-up, placeholders and the auto-increment column. Every write is one
+transaction, so a rejected batch writes nothing and an acknowledged one is committed.
+Users are stored only as pseudonyms; the store never sees a raw user id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+EVENT_TYPES = ("view", "click", "like", "dislike", "rate")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One feedback event as stored: ``user`` is a pseudonym, ``item`` an external item id,
+    ``ts`` seconds since the epoch."""
+
+    user: str
+    item: str
+    type: str
+    value: float | None
+    ts: float
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model artifact (directory ``path``, SHA-256 of its arrays)."""
+
+    version: int
+    created_at: float
+    path: str
+    sha256: str
+    model: str
+    n_events: int
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used (bad URL, unreachable server)."""
+
+
+class Store(ABC):
+    """What the service needs from persistent storage (thread-safe)."""
+
+    url: str
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+
+    @abstractmethod
+    def add_events(self, events: Sequence[StoredEvent]) -> int:
+        """Store ``events`` in one transaction (all or nothing); return how many.
+
+        Returns only after the commit is durable.
+        """
+
+    @abstractmethod
+    def user_events(self, user: str) -> list[StoredEvent]:
+        """Events of one pseudonymous user, oldest first."""
+
+    @abstractmethod
+    def all_events(self) -> list[StoredEvent]:
+        """Every stored event, oldest first (for retraining)."""
+
+    @abstractmethod
+    def count_events(self, user: str | None = None) -> int:
+        """Number of stored events (of one user, or all)."""
+
+    @abstractmethod
+    def forget_user(self, user: str) -> int:
+        """Delete the user's events and user row and remember the pseudonym as forgotten
+        (so base-dataset rows of that user are no longer served or trained on). Returns the
+        number of events deleted."""
+
+    @abstractmethod
+    def forgotten_users(self) -> set[str]:
+        """Pseudonyms of forgotten users."""
+
+    @abstractmethod
+    def sync_items(self, items: Sequence[tuple[str, str]]) -> None:
+        """Insert catalogue items ``(item_id, title)`` not yet stored."""
+
+    @abstractmethod
+    def register_model(self, path: str, sha256: str, model: str, n_events: int) -> int:
+        """Add a model version (the next integer) and return it."""
+
+    @abstractmethod
+    def models(self) -> list[ModelVersion]:
+        """Registered model versions, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+class SQLStore(Store):
+    """Shared SQL for both dialects; subclasses provide ``_connect`` and dialect bits.
+
+    One connection guarded by a lock: the service's writes are small and serialised by the
+    database anyway, and reads are mostly answered from the service's in-memory caches.
+    """
+
+    placeholder = "?"
+    serial_pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._conn: Any = self._connect()
+        self._create_schema()
+
+    # ---- dialect hooks ---------------------------------------------------------------
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """Yield a cursor inside one transaction; commit on success, roll back on error."""
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _create_schema(self) -> None:
+        statements = [
+            f"""CREATE TABLE IF NOT EXISTS events (
+                id {self.serial_pk},
+                user_pseudonym TEXT NOT NULL,
+                item_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                value DOUBLE PRECISION,
+                ts DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS events_user ON events (user_pseudonym, id)",
+            """CREATE TABLE IF NOT EXISTS users (
+                pseudonym TEXT PRIMARY KEY,
+                first_seen DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS items (
+                item_id TEXT PRIMARY KEY,
+                title TEXT NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS forgotten_users (
+                pseudonym TEXT PRIMARY KEY,
+                forgotten_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS models (
+                version INTEGER PRIMARY KEY,
+                created_at DOUBLE PRECISION NOT NULL,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                model TEXT NOT NULL,
+                n_events INTEGER NOT NULL)""",
+        ]
+        with self._lock, self._transaction() as cur:
+            for s in statements:
+                cur.execute(s)
+
+    # ---- interface -------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            with self._lock, self._transaction() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone() is not None
+        except Exception:
+            return False
+
+    def add_events(self, events: Sequence[StoredEvent]) -> int:
+        if not events:
+            return 0
+        now = time.time()
+        rows = [(e.user, e.item, e.type, e.value, e.ts) for e in events]
+        users = sorted({e.user for e in events})
+        with self._lock, self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO events (user_pseudonym, item_id, type, value, ts) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO users (pseudonym, first_seen) VALUES (?, ?) "
+                    "ON CONFLICT (pseudonym) DO NOTHING"
+                ),
+                [(u, now) for u in users],
+            )
+        return len(rows)
+
+    def _events(self, where: str, params: tuple[Any, ...]) -> list[StoredEvent]:
+        with self._lock, self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT user_pseudonym, item_id, type, value, ts FROM events "
+                    f"{where} ORDER BY id"
+                ),
+                params,
+            )
+            rows = cur.fetchall()
+        return [StoredEvent(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
+
+    def user_events(self, user: str) -> list[StoredEvent]:
+        return self._events("WHERE user_pseudonym = ?", (user,))
+
+    def all_events(self) -> list[StoredEvent]:
+        return self._events("", ())
+
+    def count_events(self, user: str | None = None) -> int:
+        with self._lock, self._transaction() as cur:
+            if user is None:
+                cur.execute("SELECT COUNT(*) FROM events")
+            else:
+                cur.execute(
+                    self._sql("SELECT COUNT(*) FROM events WHERE user_pseudonym = ?"), (user,)
+                )
+            row = cur.fetchone()
+        return int(row[0])
+
+    def forget_user(self, user: str) -> int:
+        with self._lock, self._transaction() as cur:
+            cur.execute(self._sql("DELETE FROM events WHERE user_pseudonym = ?"), (user,))
+            n = int(cur.rowcount)
+            cur.execute(self._sql("DELETE FROM users WHERE pseudonym = ?"), (user,))
+            cur.execute(
+                self._sql(
+                    "INSERT INTO forgotten_users (pseudonym, forgotten_at) VALUES (?, ?) "
+                    "ON CONFLICT (pseudonym) DO NOTHING"
+                ),
+                (user, time.time()),
+            )
+        return n
+
+    def forgotten_users(self) -> set[str]:
+        with self._lock, self._transaction() as cur:
+            cur.execute("SELECT pseudonym FROM forgotten_users")
+            return {r[0] for r in cur.fetchall()}
+
+    def sync_items(self, items: Sequence[tuple[str, str]]) -> None:
+        with self._lock, self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO items (item_id, title) VALUES (?, ?) "
+                    "ON CONFLICT (item_id) DO NOTHING"
+                ),
+                list(items),
+            )
+
+    def register_model(self, path: str, sha256: str, model: str, n_events: int) -> int:
+        with self._lock, self._transaction() as cur:
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM models")
+            version = int(cur.fetchone()[0]) + 1
+            cur.execute(
+                self._sql(
+                    "INSERT INTO models (version, created_at, path, sha256, model, n_events) "
+                    "VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                (version, time.time(), path, sha256, model, n_events),
+            )
+        return version
+
+    def models(self) -> list[ModelVersion]:
+        with self._lock, self._transaction() as cur:
+            cur.execute(
+                "SELECT version, created_at, path, sha256, model, n_events FROM models "
+                "ORDER BY version"
+            )
+            rows = cur.fetchall()
+        return [ModelVersion(int(r[0]), float(r[1]), r[2], r[3], r[4], int(r[5])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

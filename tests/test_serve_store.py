@@ -1,0 +1,144 @@
+"""The store interface behaves the same on SQLite and on a real PostgreSQL server (started
+and stopped by this test session); the service runs unchanged on both."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+
+import pytest
+
+from frugalrec.serve.store import StoredEvent, StoreError, open_store
+from pg_server import postgres_server
+from serve_helpers import AUTH, item_ids
+
+# The shared service fixtures (make_client, the pseudonym key).
+pytest_plugins = ("serve_fixtures",)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    with postgres_server() as (url, reason):
+        if url is None:
+            msg = f"PostgreSQL tests SKIPPED: no server could start ({reason})"
+            warnings.warn(msg, stacklevel=1)
+            print(f"\n*** {msg} ***")
+            pytest.skip(msg)
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url):
+    """A new database per test on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'parity.db'}"
+    return request.getfixturevalue("fresh_postgres")
+
+
+def _ev(user: str, item: str, type_: str = "like", value=None, ts: float = 1.0) -> StoredEvent:
+    return StoredEvent(user, item, type_, value, ts)
+
+
+def test_store_contract(store_url):
+    store = open_store(store_url)
+    try:
+        assert store.ping()
+        assert (
+            store.add_events(
+                [_ev("u_a", "i1"), _ev("u_a", "i2", "rate", 4.5, 2.0), _ev("u_b", "i1", "dislike")]
+            )
+            == 3
+        )
+        assert store.count_events() == 3 and store.count_events("u_a") == 2
+        got = store.user_events("u_a")
+        assert [(e.item, e.type, e.value, e.ts) for e in got] == [
+            ("i1", "like", None, 1.0),
+            ("i2", "rate", 4.5, 2.0),
+        ]
+        assert [e.user for e in store.all_events()] == ["u_a", "u_a", "u_b"]
+        store.sync_items([("i1", "One"), ("i2", "Two")])
+        store.sync_items([("i1", "One again")])  # idempotent
+        assert store.forget_user("u_a") == 2
+        assert store.count_events("u_a") == 0 and store.count_events() == 1
+        assert store.forgotten_users() == {"u_a"}
+        assert store.forget_user("u_a") == 0
+        assert store.register_model("/m/1", "a" * 64, "ease", 3) == 1
+        assert store.register_model("/m/2", "b" * 64, "ease", 4) == 2
+        assert [(m.version, m.sha256, m.n_events) for m in store.models()] == [
+            (1, "a" * 64, 3),
+            (2, "b" * 64, 4),
+        ]
+    finally:
+        store.close()
+
+
+def test_failed_batch_rolls_back(store_url):
+    store = open_store(store_url)
+    try:
+        store.add_events([_ev("u_a", "i1")])
+        # The third row violates NOT NULL: the whole batch must vanish.
+        bad = [_ev("u_x", "i1"), _ev("u_x", "i2"), StoredEvent("u_x", None, "like", None, 1.0)]  # type: ignore[arg-type]
+        with pytest.raises(Exception):  # noqa: B017 - driver-specific integrity error
+            store.add_events(bad)
+        assert store.count_events() == 1 and store.count_events("u_x") == 0
+        assert store.ping()  # the connection is usable after the rollback
+    finally:
+        store.close()
+
+
+def test_data_survives_reopening(store_url):
+    store = open_store(store_url)
+    store.add_events([_ev("u_a", "i1"), _ev("u_a", "i2")])
+    store.close()
+    again = open_store(store_url)
+    try:
+        assert again.count_events("u_a") == 2
+    finally:
+        again.close()
+
+
+def test_bad_urls_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="unknown store URL"):
+        open_store("mysql://x")
+    with pytest.raises(StoreError, match="cannot connect"):
+        open_store("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_service_runs_the_same_on_both_stores(make_client, store_url):
+    c = make_client(store_url=store_url)
+    before = item_ids(c.get("/v1/users/u3/recommendations"))
+    r = c.post(
+        "/v1/events",
+        json={
+            "events": [
+                {"user_id": "u3", "item_id": before[0], "type": "dislike"},
+                {"user_id": "u3", "item_id": "i70", "type": "like"},
+            ]
+        },
+        headers=AUTH,
+    )
+    assert r.status_code == 201
+    after = item_ids(c.get("/v1/users/u3/recommendations"))
+    assert before[0] not in after and after != before
+    assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
+    import time
+
+    for _ in range(600):
+        status = c.get("/v1/admin/retrain", headers=AUTH).json()
+        if status["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert status["state"] == "done" and status["serving_version"] == 2
+    assert before[0] not in item_ids(c.get("/v1/users/u3/recommendations"))
+    assert c.delete("/v1/users/u3", headers=AUTH).json()["events_deleted"] == 2
+    assert c.get("/readyz").status_code == 200
