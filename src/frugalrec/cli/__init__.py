@@ -14,14 +14,14 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from frugalrec.cli import bench, data, demo, encoders, evaluate, forget, query, serve
+    from frugalrec.cli import bench, data, demo, encoders, evaluate, forget, query, recommend, serve
 
     parser = argparse.ArgumentParser(
         prog="frugalrec",
         description="Language-model recommendations that know what they cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, evaluate, query, encoders, bench, demo, forget, serve):
+    for module in (data, evaluate, query, encoders, bench, demo, forget, serve, recommend):
         module.register(sub)
     query.register_bench(sub)
     return parser

@@ -1,0 +1,160 @@
+"""``frugalrec recommend`` and ``frugalrec chat``: the LLM tier from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Any
+
+from frugalrec._io import dumps
+from frugalrec._table import format_table
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--user", help="original user id (its history is the starting point)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--model", default="ease", help="cheap stage (a CF model name)")
+    p.add_argument("--llm", default="smollm2-135m", choices=["smollm2-135m", "gemma3-270m"])
+    p.add_argument("--json", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("recommend", help="top-k for a user, optionally LLM re-ranked and explained")
+    _common(p)
+    p.add_argument("--rerank", choices=["none", "llm"], default="none")
+    p.add_argument("--candidates", type=int, default=10, help="K candidates the LLM re-ranks")
+    p.add_argument("--weight", type=float, default=0.3, help="LLM share of the blended score")
+    p.add_argument(
+        "--explain",
+        nargs="?",
+        const="template",
+        choices=["template", "llm"],
+        help="explain each item (template: zero cost; llm: rephrased by the LLM, guarded)",
+    )
+    p.add_argument("--budget-ms", type=float, default=None, help="latency budget (cascade)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="fire the LLM only when the cheap top-1/top-K relative margin is below this",
+    )
+    p.set_defaults(func=cmd_recommend)
+    c = sub.add_parser("chat", help="conversational recommendations (reads turns from stdin)")
+    _common(c)
+    c.add_argument("--no-llm", action="store_true", help="rules only, never load the LLM")
+    c.set_defaults(func=cmd_chat)
+
+
+def _status(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) -> Any:
+    from frugalrec.cli import UsageError
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.llm.cascade import CascadeConfig
+    from frugalrec.llm.request import LLMTier, fit_cheap_model, history_in_order
+    from frugalrec.llm.reranker import RerankerConfig
+
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    cost: dict[str, float] = {}
+    t = time.perf_counter()
+    ds = load_dataset(args.dataset)
+    history = None
+    if args.user is not None:
+        u = int(ds.users_vocab.index([args.user])[0])
+        if u < 0:
+            raise UsageError(f"unknown user {args.user!r} in {args.dataset}")
+        history = history_in_order(ds, u)
+    model = fit_cheap_model(ds, args.model)
+    cost["load_and_fit_ms"] = (time.perf_counter() - t) * 1e3
+    llm = None
+    if need_llm:
+        from frugalrec.llm.runtime import load_llm
+
+        _status(f"loading {args.llm} (llama.cpp)...", args.json)
+        t = time.perf_counter()
+        llm = load_llm(args.llm)
+        cost["llm_load_ms"] = (time.perf_counter() - t) * 1e3
+    rerank = getattr(args, "rerank", "none") == "llm"
+    rcfg = None
+    if rerank:
+        if not 1 <= args.candidates <= 26:
+            raise UsageError("--candidates must be between 1 and 26")
+        rcfg = RerankerConfig(candidates=args.candidates, weight=args.weight)
+    budget = getattr(args, "budget_ms", None)
+    margin = getattr(args, "margin", None)
+    ccfg = CascadeConfig(
+        budget_ms=math.inf if budget is None else budget,
+        margin=math.inf if margin is None else margin,
+    )
+    tier = LLMTier(ds, model, llm, rcfg, ccfg, llm_explanations=llm_explain)
+    return ds, tier, history, llm, cost
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from frugalrec.cli import UsageError
+
+    if args.user is None:
+        raise UsageError("recommend needs --user")
+    if args.budget_ms is not None and args.budget_ms <= 0:
+        raise UsageError("--budget-ms must be > 0")
+    llm_explain = args.explain == "llm"
+    need_llm = args.rerank == "llm" or llm_explain
+    if llm_explain and args.rerank != "llm":
+        args.candidates = args.k  # unused, but keeps the setup checks simple
+    _, tier, history, llm, setup = _setup(args, need_llm, llm_explain)
+    _status("answering...", args.json)
+    ans = tier.answer(history, args.k, explain=args.explain is not None)
+    payload = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "llm": llm.info() if llm is not None else None,
+        "rerank": args.rerank,
+        **ans,
+        "setup_ms": setup,
+    }
+    if args.json:
+        print(dumps(payload, indent=2))
+        return 0
+    cols = ["rank", "item", "title", "year", "score"]
+    if args.explain:
+        cols += ["explainer", "explanation"]
+    print(format_table(ans["items"], cols, 3))
+    print(f"route: {ans['route']['route']} (llm fired: {ans['route']['llm_fired']})")
+    print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in ans["cost_ms"].items()))
+    print("setup (ms): " + ", ".join(f"{k}={v:.0f}" for k, v in setup.items()))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from frugalrec.llm.chat import ChatSession
+
+    _, tier, history, llm, _ = _setup(args, need_llm=not args.no_llm)
+    session = ChatSession(tier, history, llm=llm, k=args.k)
+    interactive = sys.stdin.isatty()
+    if interactive and not args.json:
+        print("Tell me what you'd like (e.g. 'something like Alien but funnier', 'no horror',")
+        print("'more like the second one', 'older films'); 'reset' to start over, Ctrl-D to end.")
+    while True:
+        if interactive and not args.json:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        out = session.turn(text)
+        if args.json:
+            print(dumps({k: v for k, v in out.items()}), flush=True)
+            continue
+        print(f"[{out['parser']}] understood: {out['understood'] or 'nothing new'}")
+        print(format_table(out["items"], ["rank", "title", "genres", "explanation"], 3))
+        print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in out["cost_ms"].items()))
+    return 0

@@ -1,0 +1,164 @@
+"""Cascade routing: the LLM re-ranker runs only where the cheap stage is unsure and the
+request's latency budget allows it. Otherwise - or when the budget runs out, or the model
+fails - the cheap answer stands. Never an error, never an item the cheap stage did not
+propose.
+
+Unsure = small relative margin between the cheap scores of the first and the K-th
+candidate: ``(s_1 - s_K) / |s_1|``. Budget: before firing, the LLM's cost is estimated from
+the prompt's token count times the measured milliseconds per prompt token (a running mean
+over this runtime's calls, a prior before the first); the LLM fires only if the elapsed time
+plus the estimate fits. If the call still overruns, its answer is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from frugalrec._config import JsonConfig
+from frugalrec.llm.reranker import LLMReranker
+from frugalrec.pipeline.recommend import RecommendPipeline
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CascadeConfig(JsonConfig):
+    """``budget_ms``: whole-request latency budget (inf = none); ``margin``: fire when the
+    relative top-1/top-K margin is below it (inf = always, 0 = never); ``prior_ms_per_token``:
+    cost estimate before anything was measured; ``safety``: multiplier on the estimate."""
+
+    budget_ms: float = math.inf
+    margin: float = math.inf
+    prior_ms_per_token: float = 8.0
+    safety: float = 1.15
+
+
+@dataclass
+class CascadeAnswer:
+    """One request's answer: item indices and scores (best first), whether the LLM fired
+    (and was used), why, and per-stage wall ms."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    fired: bool
+    reason: str
+    margin: float
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    llm_prob: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "llm_fired": self.fired,
+            "route": self.reason,
+            "margin": self.margin,
+            "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
+        }
+
+
+def relative_margin(scores: np.ndarray) -> np.ndarray:
+    """float64 [n]: (s_1 - s_K) / |s_1| over finite scores of each row (0 if < 2 finite)."""
+    s = np.where(np.isfinite(scores), scores, np.nan).astype(np.float64)
+    first = s[:, 0]
+    last = np.nanmin(s, axis=1) if s.shape[1] else first
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = (first - last) / np.maximum(np.abs(first), 1e-12)
+    return np.nan_to_num(m, nan=0.0)
+
+
+class Cascade:
+    """Cheap pipeline -> (maybe) one-pass LLM re-ranker over its top ``reranker.K``."""
+
+    def __init__(
+        self,
+        pipeline: RecommendPipeline,
+        reranker: LLMReranker | None,
+        config: CascadeConfig | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.reranker = reranker
+        self.config = config or CascadeConfig()
+        self._ms = 0.0
+        self._tokens = 0
+
+    def ms_per_token(self) -> float:
+        """Measured mean wall ms per prompt token of this cascade's LLM calls (or the prior)."""
+        if self._tokens == 0:
+            return self.config.prior_ms_per_token
+        return self._ms / self._tokens
+
+    def recommend(
+        self,
+        history: sp.csr_matrix,
+        k: int,
+        history_order: np.ndarray | None = None,
+        start: float | None = None,
+    ) -> CascadeAnswer:
+        """Answer one request (``history`` CSR [1, n_items]).
+
+        ``history_order``: the history's item indices, most recent last (for the prompt);
+        ``start``: ``time.perf_counter()`` when the request arrived (default: now).
+        """
+        t0 = start if start is not None else time.perf_counter()
+        cfg = self.config
+        K = max(k, self.reranker.config.candidates) if self.reranker else k
+        ids, scores = self.pipeline.recommend(history, k=K)
+        t1 = time.perf_counter()
+        stage = {"cheap_ms": (t1 - t0) * 1e3}
+        margin = float(relative_margin(scores)[0])
+        cheap = CascadeAnswer(ids[0, :k], scores[0, :k], False, "", margin, stage)
+
+        def done(reason: str) -> CascadeAnswer:
+            cheap.reason = reason
+            stage["total_ms"] = (time.perf_counter() - t0) * 1e3
+            return cheap
+
+        if self.reranker is None:
+            return done("no_llm")
+        if margin >= cfg.margin:
+            return done("confident")
+        remaining = cfg.budget_ms - stage["cheap_ms"]
+        # Cheapest possible call: the fixed instruction alone; skip even building the prompt
+        # when that does not fit.
+        if remaining <= self.ms_per_token() * 32:
+            return done("budget")
+        hist = history_order if history_order is not None else history.indices
+        cand = ids[:, : self.reranker.config.candidates]
+        t2 = time.perf_counter()
+        n_tokens = self.reranker.llm.count_tokens(self.reranker.prompt(hist, cand[0][cand[0] >= 0]))
+        estimate = n_tokens * self.ms_per_token() * cfg.safety
+        stage["estimate_ms"] = estimate
+        if (t2 - t0) * 1e3 + estimate > cfg.budget_ms:
+            return done("budget")
+        try:
+            new_ids, new_scores, info = self.reranker.rerank(
+                [hist], cand, scores[:, : self.reranker.config.candidates]
+            )
+        except Exception:  # the cheap answer stands whatever the model does
+            return done("llm_error")
+        t3 = time.perf_counter()
+        self._ms += (t3 - t2) * 1e3
+        self._tokens += n_tokens
+        stage["llm_ms"] = (t3 - t2) * 1e3
+        if (t3 - t0) * 1e3 > cfg.budget_ms:
+            return done("budget_overrun")
+        stage["total_ms"] = (t3 - t0) * 1e3
+        # The re-ranked head, then the cheap tail if k exceeds the re-ranked K.
+        head = new_ids[0][new_ids[0] >= 0]
+        tail = ids[0][(ids[0] >= 0) & ~np.isin(ids[0], head)]
+        out = np.r_[head, tail].astype(np.int64)[:k]
+        return CascadeAnswer(
+            out,
+            np.r_[new_scores[0][: len(head)], np.full(max(0, len(out) - len(head)), -np.inf)][
+                : len(out)
+            ].astype(np.float32),
+            True,
+            "llm",
+            margin,
+            stage,
+            info["llm_prob"][0],
+        )

@@ -1,0 +1,156 @@
+"""One request end to end: cheap list -> cascade (maybe LLM re-rank) -> evidence -> explanations.
+
+This is what ``frugalrec recommend`` and the chat session call. Every answer carries its
+per-stage cost, and every item its ``explanation``, ``evidence`` and ``explainer``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from frugalrec.data.dataset import Dataset
+from frugalrec.llm.cascade import Cascade, CascadeConfig
+from frugalrec.llm.evidence import EvidenceBuilder
+from frugalrec.llm.explainers import LLMExplainer, explain_all
+from frugalrec.llm.guard import Guard
+from frugalrec.llm.reranker import LLMReranker, RerankerConfig
+from frugalrec.llm.runtime import LLM
+from frugalrec.models.base import Recommender
+from frugalrec.pipeline.config import PipelineConfig
+from frugalrec.pipeline.recommend import RecommendPipeline
+
+DEFAULT_EASE_L2 = 300.0  # best on ml-100k's random valid split (BENCHMARKS.md)
+
+
+def history_in_order(ds: Dataset, user: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """The user's item indices, oldest first (by timestamp; stable for ties)."""
+    sel = ds.user == user
+    if mask is not None:
+        sel &= mask
+    items, ts = ds.item[sel], ds.timestamp[sel]
+    return np.asarray(items[np.argsort(ts, kind="stable")], dtype=np.int64)
+
+
+class LLMTier:
+    """A fitted cheap model plus the optional LLM stages over one catalogue."""
+
+    def __init__(
+        self,
+        ds: Dataset,
+        model: Recommender,
+        llm: LLM | None = None,
+        reranker: RerankerConfig | None = None,
+        cascade: CascadeConfig | None = None,
+        llm_explanations: bool = False,
+    ) -> None:
+        self.ds = ds
+        self.model = model
+        self.llm = llm
+        self.pipeline = RecommendPipeline(
+            PipelineConfig(model=model.name, threads=1), model
+        ).build()
+        rr = LLMReranker(llm, ds.items, reranker) if llm is not None and reranker else None
+        self.cascade = Cascade(self.pipeline, rr, cascade or CascadeConfig())
+        self.evidence = EvidenceBuilder(model, ds.items)
+        self.guard = Guard(ds.items)
+        self.explainer = LLMExplainer(llm, self.guard) if llm and llm_explanations else None
+
+    def answer(
+        self,
+        history: np.ndarray,
+        k: int = 10,
+        explain: bool = True,
+        allowed: np.ndarray | None = None,
+        query_genres: set[str] | None = None,
+        boost: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Recommend for a history (item indices, oldest first). ``allowed`` (bool
+        [n_items]) hard-filters items; ``boost`` (float32 [n_items]) is added to the cheap
+        scores (chat constraints). Returns items + route + per-stage cost (ms)."""
+        t0 = time.perf_counter()
+        n = self.ds.n_items
+        history = np.asarray(history, dtype=np.int64)
+        H = sp.csr_matrix(
+            (np.ones(len(history), np.float32), history, [0, len(history)]), shape=(1, n)
+        )
+        H.sum_duplicates()
+        if allowed is None and boost is None:
+            ans = self.cascade.recommend(H, k, history_order=history, start=t0)
+        else:
+            ans = self._constrained(H, history, k, allowed, boost, t0)
+        t1 = time.perf_counter()
+        items = [int(i) for i in ans.ids if i >= 0]
+        out_items = self._describe(items, ans.scores)
+        cost = dict(ans.stage_ms)
+        cost.pop("total_ms", None)
+        if explain and items:
+            ev = self.evidence.build(history, np.array(items), query_genres)
+            t2 = time.perf_counter()
+            cost["evidence_ms"] = (t2 - t1) * 1e3
+            explained = explain_all(ev, self.explainer)
+            cost["explain_ms"] = (time.perf_counter() - t2) * 1e3
+            for row, ex, e in zip(out_items, explained, ev, strict=True):
+                row.update(ex.to_dict())
+                row["grounded"] = self.guard.check(ex.explanation, e).ok
+        cost["total_ms"] = (time.perf_counter() - t0) * 1e3
+        return {"items": out_items, "route": ans.to_dict(), "cost_ms": cost}
+
+    def _constrained(
+        self,
+        H: sp.csr_matrix,
+        history: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        boost: np.ndarray | None,
+        t0: float,
+    ) -> Any:
+        """Cheap scoring with hard filters and boosts, then the same cascade logic."""
+        from frugalrec.llm.cascade import CascadeAnswer, relative_margin
+        from frugalrec.models.base import mask_seen, top_k
+
+        s = np.array(self.model.fold_in(H), dtype=np.float32, copy=True)
+        if boost is not None:
+            s += boost[None, :].astype(np.float32)
+        if allowed is not None:
+            s[:, ~allowed] = -np.inf
+        mask_seen(s, H, None)
+        ids, scores = top_k(s, k, None)
+        ids = np.where(np.isfinite(scores), ids, -1)
+        ms = (time.perf_counter() - t0) * 1e3
+        return CascadeAnswer(
+            ids[0], scores[0], False, "constrained", float(relative_margin(scores)[0]),
+            {"cheap_ms": ms},
+        )  # fmt: skip
+
+    def _describe(self, items: list[int], scores: np.ndarray) -> list[dict[str, Any]]:
+        tbl = self.ds.items
+        rows = []
+        for rank, i in enumerate(items):
+            year = tbl["year"].iloc[i] if "year" in tbl.columns else None
+            score = float(scores[rank]) if rank < len(scores) else math.nan
+            rows.append(
+                {
+                    "rank": rank + 1,
+                    "item": str(self.ds.items_vocab.ids[i]),
+                    "title": str(tbl["title"].iloc[i]),
+                    "year": None if year is None or year != year else int(year),
+                    "genres": str(tbl["genres"].iloc[i]) if "genres" in tbl.columns else "",
+                    "score": score if math.isfinite(score) else None,
+                }
+            )
+        return rows
+
+
+def fit_cheap_model(ds: Dataset, name: str = "ease") -> Recommender:
+    """The cheap stage: EASE (l2=300) by default, any registered model by name."""
+    from frugalrec.models.registry import model_class
+
+    cls = model_class(name)
+    if cls.uses_item_vectors:
+        raise ValueError(f"model {name!r} needs item vectors; the LLM tier uses a CF model")
+    return (cls(l2=DEFAULT_EASE_L2) if name == "ease" else cls()).fit(ds)
