@@ -14,14 +14,25 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from frugalrec.cli import bench, data, demo, encoders, evaluate, forget, query, recommend, serve
+    from frugalrec.cli import (
+        bench,
+        data,
+        demo,
+        encoders,
+        evaluate,
+        forget,
+        query,
+        recommend,
+        scale,
+        serve,
+    )
 
     parser = argparse.ArgumentParser(
         prog="frugalrec",
         description="Language-model recommendations that know what they cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, evaluate, query, encoders, bench, demo, forget, serve, recommend):
+    for module in (data, evaluate, query, encoders, bench, demo, scale, serve, recommend, forget):
         module.register(sub)
     query.register_bench(sub)
     return parser

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--out", default="bench-out", help="directory for bench.json and report.html")
     b.add_argument("--configs", help="JSON file with a list of PipelineConfig objects")
     b.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    from frugalrec.cli.evaluate import add_engine_args
+
+    add_engine_args(b)
     b.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("plan", help="pick the best configuration for hardware and budgets")
@@ -40,6 +43,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.engine == "local":
+        if args.ray_address:
+            raise ValueError("--ray-address applies only to --engine ray")
+        return _bench(args)
+    import os
+
+    from frugalrec.engines.base import ENV_ENGINE, ENV_RAY_ADDRESS
+    from frugalrec.engines.ray_engine import RayEngine
+
+    # Each configuration is measured in a fresh interpreter: start (or join) the cluster once
+    # here and let those processes join it, so each pays no Ray start-up of its own.
+    with RayEngine(address=args.ray_address, workers=args.workers) as engine:
+        os.environ[ENV_ENGINE] = "ray"
+        os.environ[ENV_RAY_ADDRESS] = engine.cluster_address()
+        try:
+            return _bench(args)
+        finally:
+            os.environ.pop(ENV_ENGINE, None)
+            os.environ.pop(ENV_RAY_ADDRESS, None)
+
+
+def _bench(args: argparse.Namespace) -> int:
     import json
 
     from tqdm import tqdm
@@ -64,7 +89,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     cmd = "frugalrec bench --dataset " + args.dataset + (" --quick" if args.quick else "")
-    cmd += f" --out {args.out}"
+    cmd += f" --out {args.out}" + (" --engine ray" if args.engine == "ray" else "")
     records = run_bench(args.dataset, args.out, args.quick, configs, tick, commands=[cmd])
     bar.update(1)
     bar.close()

@@ -57,7 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     p.add_argument("--recs-out", metavar="FILE", help="write top-20 lists (user,item,rank,score)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine`` / ``--ray-address`` / ``--workers`` (shared by the batch commands)."""
+    from frugalrec.engines import ENGINES
+
+    g = p.add_argument_group("engine (where batch encoding and ranking run)")
+    g.add_argument("--engine", default="local", choices=ENGINES, help="default: local")
+    g.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
+    g.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs)")
 
 
 def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -86,8 +97,16 @@ def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from frugalrec.engines import make_engine
+
+    with make_engine(args.engine, address=args.ray_address, workers=args.workers) as engine:
+        return _evaluate(args, engine)
+
+
+def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
+    from frugalrec.engines.base import engine_encoder
     from frugalrec.evaluate.run import n_steps, run_models, write_recs
     from frugalrec.models.registry import model_class
 
@@ -111,12 +130,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     item_vectors = None
     if any(model_class(m).uses_item_vectors for m in models):
+        from frugalrec.text.encoders import load_encoder
         from frugalrec.text.features import item_features
 
         backend = args.backend or ("static" if args.encoder == "static" else "torch")
         attrs = tuple(a for a in args.attributes.split(",") if a)
         bar.set_postfix_str(f"encoding items ({args.encoder}/{backend})")
-        item_vectors = item_features(split.dataset, args.encoder, backend, attrs)
+        encoder = engine_encoder(load_encoder(args.encoder, backend), engine)
+        item_vectors = item_features(split.dataset, args.encoder, backend, attrs, encoder=encoder)
     runs = run_models(
         split,
         models,
@@ -125,6 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         seed=args.seed,
         item_vectors=item_vectors,
+        recommend=None if engine.name == "local" else engine.recommend,
     )
     bar.close()
     payload = {
@@ -139,6 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "dims": int(item_vectors.shape[1]),
         },
         "split": split.counts(),
+        "engine": engine.info(),
         "results": [r.to_dict() for r in runs],
         "seconds": time.perf_counter() - t0,
     }

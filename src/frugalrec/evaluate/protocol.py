@@ -87,18 +87,23 @@ def evaluate_model(
     features: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
     n_boot: int = 1000,
+    recommend: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> EvalResult:
     """Rank for every user with ``stage`` items and compute metrics.
 
     ``model`` must be fitted on train (stage="valid") or train+valid (stage="test"); its
     history defines what is excluded. Candidates: the split's restriction if any, else the
-    whole catalogue.
+    whole catalogue. ``recommend(model, users, k=, exclude_seen=, items=)`` ranks in place
+    of ``model.recommend`` (an Engine's, to rank on a cluster; same lists).
     """
     ks = tuple(ks)
     relevant = split.valid if stage == "valid" else split.test
     candidates = split.valid_candidates if stage == "valid" else split.test_candidates
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    top, scores = model.recommend(users, k=max(ks), exclude_seen=True, items=candidates)
+    if recommend is None:
+        top, scores = model.recommend(users, k=max(ks), exclude_seen=True, items=candidates)
+    else:
+        top, scores = recommend(model, users, k=max(ks), exclude_seen=True, items=candidates)
     n_cand = split.dataset.n_items if candidates is None else len(candidates)
     means, ci, per_user = evaluate_lists(
         top,
@@ -139,6 +144,7 @@ def tune(
     metric: str = "ndcg@10",
     fit_kwargs: dict[str, Any] | None = None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    recommend: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TuneResult:
     """Fit each config on train, score on valid, keep the best by ``metric``."""
     fit_kwargs = fit_kwargs or {}
@@ -149,7 +155,7 @@ def tune(
     for cfg in configs:
         t0 = time.perf_counter()
         model = make(cfg).fit(train, **fit_kwargs)
-        res = evaluate_model(model, split, "valid", ks=(k,), n_boot=0)
+        res = evaluate_model(model, split, "valid", ks=(k,), n_boot=0, recommend=recommend)
         value = res.metrics[metric]
         trial = {"config": cfg.to_dict(), metric: value, "seconds": time.perf_counter() - t0}
         trials.append(trial)

@@ -66,12 +66,14 @@ def run_models(
     n_boot: int = 1000,
     seed: int = 42,
     item_vectors: np.ndarray | None = None,
+    recommend: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[ModelRun]:
     """Tune (optional), refit and test each named model; ``progress(label, steps)`` ticks.
 
     The config with the best valid NDCG@10 is refitted on train+valid; test metrics use
     full ranking (or the split's candidate restriction) with bootstrap CIs over users.
-    ``item_vectors`` float32 [n_items, d] feed the text-aware models.
+    ``item_vectors`` float32 [n_items, d] feed the text-aware models. ``recommend`` (an
+    Engine's) ranks in place of ``model.recommend``, see :func:`evaluate_model`.
     """
     features = genre_features(split.dataset)
     runs = []
@@ -89,7 +91,9 @@ def run_models(
                 if progress:
                     progress(label, 1)
 
-            tuned = tune(cls, configs, split, fit_kwargs=fit_kwargs, on_trial=on_trial)
+            tuned = tune(
+                cls, configs, split, fit_kwargs=fit_kwargs, on_trial=on_trial, recommend=recommend
+            )
             best, best_valid, trials = tuned.best_config, tuned.best_valid, tuned.trials
         else:
             best, best_valid, trials = configs[0], None, []
@@ -107,6 +111,7 @@ def run_models(
             features=features,
             rng=np.random.default_rng(seed),
             n_boot=n_boot,
+            recommend=recommend,
         )
         if progress:
             progress(name, 1)
