@@ -210,7 +210,8 @@ def _measure_transformers(
 
     out: list[dict[str, Any]] = []
     torch.manual_seed(0)
-    bert: Any = BertModel(BertConfig(**MINILM)).to(device=device, dtype=td).eval()
+    bert: Any = BertModel(BertConfig(**MINILM))
+    bert = bert.to(device=device, dtype=td).eval()
     for seq in ENCODER_SEQ_LENS:
         for b in (1, 32, 256):
             cost = encoder_cost(b, seq, dtype)
@@ -223,7 +224,8 @@ def _measure_transformers(
             out.append(_record(f"minilm@b{b}s{seq}", "encoder:minilm", b, dtype, cost, secs,
                                False, seq_len=seq))  # fmt: skip
     bert = None  # free it before the LLM is built
-    llm: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)).to(device=device, dtype=td).eval()
+    llm: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M))
+    llm = llm.to(device=device, dtype=td).eval()
     for seq in LLM_PROMPT_LENS:
         cost = llm_prefill_cost(seq, dtype)
         if cost["flops"] > max_flops * 10:  # the LLM is the point of the exercise: allow more
