@@ -214,3 +214,34 @@ def test_ml100k_local_equals_ray(ray_engine, ml100k):
     ray = evaluate_model(model, split, "test", n_boot=0, recommend=ray_engine.recommend)
     np.testing.assert_array_equal(ray.top, local.top)
     assert ray.metrics == local.metrics
+
+
+# ---- the large-catalogue path (streamed synthetic data) ---------------------------------
+
+
+def test_synthetic_dataset_streams_to_parquet(tmp_path):
+    from frugalrec.data.synthetic_parquet import write_synthetic_dataset
+
+    seen = []
+    manifest = write_synthetic_dataset(
+        tmp_path, n_items=2_500, n_users=400, n_interactions=9_000, seed=1, chunk_size=1_000,
+        on_chunk=lambda kind, m: seen.append((kind, m)),
+    )  # fmt: skip
+    # Written chunk by chunk (never one table in memory), items in chunks of at most 1,000.
+    assert seen.count(("items", 1_000)) == 2 and ("items", 500) in seen
+    assert [m for k, m in seen if k == "interactions"] == [1_000] * 9
+    items = pd.read_parquet(tmp_path / "items.parquet")
+    inter = pd.read_parquet(tmp_path / "interactions.parquet")
+    assert manifest["n_items"] == len(items) == 2_500 and len(inter) == 9_000
+    np.testing.assert_array_equal(items["item"], np.arange(2_500))
+    assert items["popularity"].sum() == pytest.approx(1.0)
+    words = items["description"].str.split().str.len()
+    assert words.between(10, 80).all() and 20 <= words.median() <= 40
+    assert inter["item"].between(0, 2_499).all() and inter["user"].between(0, 399).all()
+    assert inter["timestamp"].is_monotonic_increasing
+    # Power-law popularity: the most popular 1% of items draw far more than 1% of the log.
+    top = items.nlargest(25, "popularity")["item"]
+    assert inter["item"].isin(top).mean() > 0.2
+    # Same seed, same data.
+    write_synthetic_dataset(tmp_path / "again", 2_500, 400, 9_000, seed=1, chunk_size=1_000)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "items.parquet"), items)
