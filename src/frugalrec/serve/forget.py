@@ -1,0 +1,95 @@
+"""Forget a user completely, against the store (``frugalrec forget`` and offline use).
+
+Steps: (1) delete the user's events and user row and mark the pseudonym forgotten, in one
+transaction; (2) fit and register a new model version without them (the dataset's own rows
+of a forgotten pseudonym are left out of every later fit); (3) delete the files of older
+model versions that still hold the user's history (their registry rows stay, and a service
+starting later skips them as unloadable). A running service keeps its in-memory caches: use
+``DELETE /v1/users/{id}`` there (it invalidates them at once), or restart it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from frugalrec.data.dataset import Dataset
+from frugalrec.pipeline.config import PipelineConfig
+from frugalrec.privacy.pseudonyms import Pseudonymiser
+from frugalrec.serve.store import Store
+from frugalrec.serve.training import fit_model, save_version
+
+
+@dataclass
+class ForgetReport:
+    """What forgetting one user did (never carries the raw id)."""
+
+    pseudonym: str
+    events_deleted: int
+    new_version: int | None = None
+    purged_versions: list[int] = field(default_factory=list)
+    versions_still_holding_user: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def versions_holding(store: Store, pseudonym: str) -> list[int]:
+    """Registered model versions whose saved artifact lists ``pseudonym`` with a non-empty
+    training history (an empty row is harmless: it carries no interactions)."""
+    import numpy as np
+
+    out = []
+    for entry in store.models():
+        path = Path(entry.path)
+        try:
+            rows = json.loads((path / "users.json").read_text())["rows"]
+        except (OSError, ValueError, KeyError):
+            continue  # gone or unreadable: holds nothing that can be served
+        if pseudonym not in rows:
+            continue
+        row = rows.index(pseudonym)
+        try:
+            with np.load(path / "arrays.npz", allow_pickle=False) as z:
+                indptr = z["history_indptr"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if row + 1 < len(indptr) and indptr[row + 1] > indptr[row]:
+            out.append(entry.version)
+    return out
+
+
+def forget_user(
+    store: Store,
+    pseudonymiser: Pseudonymiser,
+    user_id: str,
+    *,
+    dataset: Dataset | None = None,
+    config: PipelineConfig | None = None,
+    model_dir: Path | None = None,
+    purge_old_versions: bool = True,
+) -> ForgetReport:
+    """Forget raw ``user_id``: events, then (with ``dataset``/``config``/``model_dir``) a new
+    model version without them, then older artifacts holding their history."""
+    p = pseudonymiser.pseudonym(user_id)
+    report = ForgetReport(p, store.forget_user(p))
+    if dataset is not None and config is not None and model_dir is not None:
+        trained = fit_model(
+            config,
+            dataset,
+            pseudonymiser.pseudonyms(dataset.users_vocab.ids),
+            store.all_events(),
+            store.forgotten_users(),
+        )
+        report.new_version = save_version(trained, Path(model_dir), store).version
+    holding = versions_holding(store, p)
+    if purge_old_versions and report.new_version is not None:
+        by_version = {m.version: m for m in store.models()}
+        for v in holding:
+            shutil.rmtree(by_version[v].path, ignore_errors=True)
+            report.purged_versions.append(v)
+        holding = versions_holding(store, p)
+    report.versions_still_holding_user = holding
+    return report
