@@ -170,3 +170,26 @@ def test_queries_are_scrubbed_before_parsing() -> None:
     assert "555" not in intent.text
     assert intent.include == {"Comedy"}
     assert (intent.year_min, intent.year_max) == (1990, 1999)
+
+
+def test_chat_turns_are_scrubbed_before_the_llm_prompt() -> None:
+    from frugalrec.llm.chat import ChatSession
+    from frugalrec.llm.fake import FakeLLM
+    from frugalrec.llm.request import LLMTier
+    from frugalrec.models import EASERecommender
+    from frugalrec.serve.catalogue import synthetic_dataset
+
+    prompts: list[str] = []
+
+    class RecordingLLM(FakeLLM):
+        def logits_for_next_token(self, batch):  # type: ignore[no-untyped-def]
+            prompts.extend(batch)
+            return super().logits_for_next_token(batch)
+
+    ds = synthetic_dataset()
+    session = ChatSession(LLMTier(ds, EASERecommender().fit(ds)), None, llm=RecordingLLM())
+    out = session.turn("something for a rainy day, text me on +1 202 555 0173 or ann@x.org")
+    assert out["parser"] == "llm" and prompts
+    for leaked in ("555 0173", "ann@x.org"):
+        assert all(leaked not in p for p in prompts) and leaked not in out["turn"]
+    assert "[PHONE]" in out["turn"] and "[EMAIL]" in out["turn"]

@@ -28,8 +28,9 @@ from frugalrec.pipeline.config import PipelineConfig
 BATCH_SIZES = (1, 16, 256)
 
 
-def default_grid(quick: bool = True) -> list[PipelineConfig]:
-    """The configurations ``bench`` sweeps: CF baselines, ANN variants and the text ladder."""
+def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
+    """The configurations ``bench`` sweeps: CF baselines, ANN variants and the text ladder;
+    ``llm=True`` adds LLM re-ranker configurations (minutes each on a CPU, hence opt-in)."""
     grid = [
         PipelineConfig(model="pop"),
         PipelineConfig(model="itemknn"),
@@ -52,6 +53,10 @@ def default_grid(quick: bool = True) -> list[PipelineConfig]:
                 model="textmap", encoder="minilm", backend="onnx-int8", retrieval="hnsw"
             ),
         ]
+    if llm:
+        from frugalrec.llm.costing import llm_grid
+
+        grid += llm_grid(ks=(10,) if quick else (5, 10, 20))
     return grid
 
 
@@ -73,6 +78,10 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
 
     configure_threads()
     config.validate()
+    if config.reranker != "none":  # the LLM tier measures its own stage on top of the cheap one
+        from frugalrec.llm.costing import measure_llm_config
+
+        return measure_llm_config(config, dataset, quick)
     ds = load_dataset(dataset)
     cls = model_class(config.model)
     model_cfg = cls.config_cls.from_dict(config.model_config)

@@ -24,6 +24,7 @@ from frugalrec.llm.guard import normalise_title
 from frugalrec.llm.request import LLMTier
 from frugalrec.llm.runtime import LLM
 from frugalrec.pipeline.query import QueryIntent, constraint_mask, genre_match, parse_query
+from frugalrec.privacy.scrub import scrub_text
 
 _ORDINALS = {
     "first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
@@ -213,7 +214,11 @@ class ChatSession:
 
     # ---- turns -----------------------------------------------------------------------
     def turn(self, text: str) -> dict[str, Any]:
-        """Parse one user turn (rules, then LLM if the rules found nothing) and answer."""
+        """Parse one user turn (rules, then LLM if the rules found nothing) and answer.
+
+        The turn is PII-scrubbed first: neither the LLM prompt nor the returned transcript
+        carries an e-mail, phone or card number the user typed."""
+        text = scrub_text(text)
         t0 = time.perf_counter()
         got, ok = self.parse(text)
         cost = {"parse_rules_ms": (time.perf_counter() - t0) * 1e3}
