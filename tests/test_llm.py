@@ -357,3 +357,23 @@ def test_real_smollm2_reranks_one_list(ml100k):
     assert info["llm_prob"].sum() == pytest.approx(1.0, abs=1e-4)
     assert llm.timings[-1].prompt_tokens > 50
     assert llm.generate(llm.chat_prompt("Say hello."), max_tokens=8)
+
+
+def test_bench_llm_configs_are_opt_in_and_valid():
+    from frugalrec.cost.bench import default_grid
+    from frugalrec.pipeline.config import PipelineConfig
+
+    assert all(c.reranker == "none" for c in default_grid(True))
+    llm = [c for c in default_grid(True, llm=True) if c.reranker != "none"]
+    assert llm and all(c.reranker.startswith("llm-") and c.candidates >= c.k for c in llm)
+    for c in llm:
+        c.validate()
+        assert PipelineConfig.from_json(c.to_json()) == c
+
+
+def test_cascade_calibration_replaces_the_prior(tiny, model):
+    llm = FakeLLM(favour="Ghostbusters")
+    cascade, cheap, H = _cascade(tiny, model, llm, budget_ms=10_000, prior_ms_per_token=1e6)
+    assert cascade.recommend(H, k=5).reason == "budget"
+    cascade.calibrate(hist(tiny, 0), cheap)
+    assert cascade.recommend(H, k=5).fired

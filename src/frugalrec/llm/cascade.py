@@ -91,6 +91,21 @@ class Cascade:
             return self.config.prior_ms_per_token
         return self._ms / self._tokens
 
+    def calibrate(self, history: np.ndarray, candidates: np.ndarray, repeats: int = 2) -> float:
+        """Measure ms per prompt token on a representative request (``repeats`` forward
+        passes of a re-ranker prompt) so that budget decisions start from a measurement,
+        not the prior. Returns the measured value."""
+        if self.reranker is None:
+            return self.ms_per_token()
+        prompt = self.reranker.prompt(history, candidates[: self.reranker.config.candidates])
+        n = self.reranker.llm.count_tokens(prompt)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.reranker.llm.logits_for_next_token([prompt])
+            self._ms += (time.perf_counter() - t0) * 1e3
+            self._tokens += n
+        return self.ms_per_token()
+
     def recommend(
         self,
         history: sp.csr_matrix,

@@ -195,6 +195,8 @@ class LlamaCppLLM:
     def chat_prompt(self, user: str, system: str | None = None) -> str:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        if not self._template:  # a base model (Gemma-3-270M here): plain text
+            return plain_prompt(user, system)
         llm = self._llm
         bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "ignore")
         eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "ignore")
@@ -276,6 +278,8 @@ class LlamaCppLLM:
         return ids
 
     def info(self) -> dict[str, Any]:
+        import llama_cpp
+
         meta = self._llm.metadata
         arch = meta.get("general.architecture", "")
         return {
@@ -287,6 +291,7 @@ class LlamaCppLLM:
             "layers": int(meta.get(f"{arch}.block_count", 0)),
             "hidden": int(meta.get(f"{arch}.embedding_length", 0)),
             "vocab": self._n_vocab,
+            "params": int(llama_cpp.llama_model_n_params(self._llm.model)),
             "context": int(self._llm.n_ctx()),
             "threads": self.threads,
             "load_ms": self._loaded.load_ms,
@@ -332,6 +337,8 @@ class TransformersGGUFLLM:
         return len(self._ids(text))
 
     def chat_prompt(self, user: str, system: str | None = None) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return plain_prompt(user, system)
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user}
         ]
@@ -384,6 +391,12 @@ class TransformersGGUFLLM:
             "load_ms": self._loaded.load_ms,
             "rss_delta_mb": self._loaded.rss_after_mb - self._loaded.rss_before_mb,
         }
+
+
+def plain_prompt(user: str, system: str | None = None) -> str:
+    """Prompt for a model without a chat template; the answer starts on a new line (so a
+    label is the bare token "A", as after a chat template's assistant header)."""
+    return (f"{system}\n\n" if system else "") + f"{user}\n"
 
 
 def timing_summary(timings: Sequence[CallTiming]) -> dict[str, float]:

