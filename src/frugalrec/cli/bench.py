@@ -37,6 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="re-measure the configuration chosen for local and check it against --p99-ms",
     )
+    p.add_argument(
+        "--catalogue-size",
+        type=int,
+        help="plan for this many items: resize every measured cost with the fitted scaling "
+        "curves (quality stays as measured on the bench dataset)",
+    )
+    p.add_argument(
+        "--scaling",
+        help="scaling.json from `python -m frugalrec.cost.scaling` (default: the curves "
+        "shipped with frugalrec, measured on the reference 2-core machine)",
+    )
     p.add_argument("--dataset", default="ml-100k", help="dataset for --verify")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
@@ -123,6 +134,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from frugalrec.cost.records import load_bench
 
     records = load_bench(args.bench)
+    if args.catalogue_size is not None:
+        if args.verify:
+            raise ValueError("--verify re-measures on the bench dataset; drop --catalogue-size")
+        records = _resized(args)
     profiles = load_profiles()
     hardware = [h.strip() for h in args.hardware.split(",") if h.strip()]
     unknown = [h for h in hardware if h not in profiles]
@@ -155,6 +170,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 f"{'meets' if verified['meets_budget'] else 'MISSES'} the budget"
             )
     return 0 if verified is None or verified["meets_budget"] is not False else 1
+
+
+def _resized(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    """Bench records with their cost resized to ``--catalogue-size`` items."""
+    import json
+
+    from frugalrec.cost.catalogue import load_fits, measured_items, resize_record
+    from frugalrec.cost.records import CostRecord
+
+    if args.catalogue_size < 1:
+        raise ValueError(f"--catalogue-size must be >= 1, got {args.catalogue_size}")
+    fits = load_fits(args.scaling)
+    raw = json.loads(Path(args.bench).read_text(encoding="utf-8"))
+    return [
+        CostRecord.from_dict(
+            resize_record(r, args.catalogue_size, fits, measured_items(r, args.dataset)),
+            where=f"{args.bench} record {i}",
+        )
+        for i, r in enumerate(raw)
+    ]
 
 
 def _verify(result: dict, args: argparse.Namespace) -> dict | None:

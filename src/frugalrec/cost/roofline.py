@@ -32,6 +32,7 @@ from frugalrec.cost.profiler import StageCost
 
 # Efficiencies above 1 are allowed: an analytic byte count can overstate real traffic.
 _EFF_COARSE = np.logspace(-5, math.log10(8.0), 61)
+_LOG_EFF_MIN, _LOG_EFF_MAX = math.log(1e-5), math.log(8.0)
 _STEP = float(_EFF_COARSE[1] / _EFF_COARSE[0])
 _OVERHEAD_FRACTIONS = np.concatenate([[0.0], np.linspace(0.02, 0.98, 25)])
 ALL_KINDS = "*"
@@ -122,6 +123,12 @@ def _loss(
     return out + pen_o[:, None, None] + pen_c[None, :, None] + pen_m[None, None, :]
 
 
+def _clip_log(v: float) -> float:
+    # Efficiencies stay within the grid's range; a stage with no analytic work (pure
+    # overhead) leaves them unconstrained and the simplex would walk off to exp(800).
+    return min(max(float(v), _LOG_EFF_MIN), _LOG_EFF_MAX)
+
+
 def _polish(
     t: np.ndarray, tc1: np.ndarray, tm1: np.ndarray, o: float, ec: float, em: float
 ) -> tuple[float, float, float]:
@@ -135,7 +142,7 @@ def _polish(
 
     def loss(x: np.ndarray) -> float:
         frac = min(max(float(x[0]), 0.0), 0.999)
-        ec_x, em_x = math.exp(float(x[1])), math.exp(float(x[2]))
+        ec_x, em_x = math.exp(_clip_log(x[1])), math.exp(_clip_log(x[2]))
         pred = frac * t_min + np.maximum(tc1 / ec_x, tm1 / em_x)
         fit = float(np.abs(np.log(pred / t)).mean())
         prior = _PRIOR * (max(0.0, -x[1]) + max(0.0, -x[2]) + frac)
@@ -158,7 +165,7 @@ def _polish(
             best_x, best_f = res.x, float(res.fun)
     x = best_x
     frac = min(max(float(x[0]), 0.0), 0.999)
-    return frac * t_min, math.exp(float(x[1])), math.exp(float(x[2]))
+    return frac * t_min, math.exp(_clip_log(x[1])), math.exp(_clip_log(x[2]))
 
 
 def _fit(
