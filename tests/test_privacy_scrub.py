@@ -193,3 +193,13 @@ def test_chat_turns_are_scrubbed_before_the_llm_prompt() -> None:
     for leaked in ("555 0173", "ann@x.org"):
         assert all(leaked not in p for p in prompts) and leaked not in out["turn"]
     assert "[PHONE]" in out["turn"] and "[EMAIL]" in out["turn"]
+
+
+@pytest.mark.slow
+def test_ml100k_item_texts_are_untouched(ml100k) -> None:
+    from frugalrec.text.items import item_texts
+
+    texts = item_texts(ml100k.items)  # scrubbed on the way out
+    assert len(texts) == 1682
+    assert [t for t in texts if any(p in t for p in PLACEHOLDERS.values())] == []
+    assert [t for t in ml100k.items["title"].astype(str) if find_pii(t)] == []
