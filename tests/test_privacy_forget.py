@@ -185,3 +185,19 @@ def test_forget_cli(tmp_path: Path, capsys) -> None:
     assert "events deleted" in capsys.readouterr().out
     assert main(["forget", "--user", "x", "--store", "mysql://nope"]) == 2
     assert "store_url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_forgotten_rows_leave_no_bytes_in_the_sqlite_file(tmp_path: Path, compact: bool) -> None:
+    from frugalrec.serve.forget import forget_user
+
+    store, p = _store_with_events(tmp_path)
+    report = forget_user(store, p, "user-raw-1", compact=compact)
+    assert report.store_compacted is compact
+    # Read while the store is still open, as it is under a running service.
+    data = b"".join(f.read_bytes() for f in tmp_path.glob("store.db*"))
+    store.close()
+    # What must stay: the pseudonym in forgotten_users and its primary-key index. Without
+    # compaction the deleted event rows (and their index entries) are still in the WAL.
+    n = data.count(p.pseudonym("user-raw-1").encode())
+    assert n == 2 if compact else n > 2

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--keep-old-versions", action="store_true", help="do not delete older model artifacts"
     )
+    p.add_argument(
+        "--no-compact", action="store_true", help="SQLite: do not rewrite the file (VACUUM)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_forget)
 
@@ -73,6 +76,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             config=config,
             model_dir=model_dir,
             purge_old_versions=not args.keep_old_versions,
+            compact=not args.no_compact,
         )
     finally:
         store.close()

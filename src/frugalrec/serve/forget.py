@@ -4,7 +4,9 @@ Steps: (1) delete the user's events and user row and mark the pseudonym forgotte
 transaction; (2) fit and register a new model version without them (the dataset's own rows
 of a forgotten pseudonym are left out of every later fit); (3) delete the files of older
 model versions that still hold the user's history (their registry rows stay, and a service
-starting later skips them as unloadable). A running service keeps its in-memory caches: use
+starting later skips them as unloadable); (4) for SQLite, rewrite the file so the deleted
+rows do not linger in free pages or the WAL (``VACUUM`` with ``secure_delete``, then a
+truncating checkpoint). A running service keeps its in-memory caches: use
 ``DELETE /v1/users/{id}`` there (it invalidates them at once), or restart it.
 """
 
@@ -31,6 +33,7 @@ class ForgetReport:
     new_version: int | None = None
     purged_versions: list[int] = field(default_factory=list)
     versions_still_holding_user: list[int] = field(default_factory=list)
+    store_compacted: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -70,9 +73,11 @@ def forget_user(
     config: PipelineConfig | None = None,
     model_dir: Path | None = None,
     purge_old_versions: bool = True,
+    compact: bool = True,
 ) -> ForgetReport:
     """Forget raw ``user_id``: events, then (with ``dataset``/``config``/``model_dir``) a new
-    model version without them, then older artifacts holding their history."""
+    model version without them, then older artifacts holding their history, then (SQLite,
+    ``compact``) the deleted rows' bytes."""
     p = pseudonymiser.pseudonym(user_id)
     report = ForgetReport(p, store.forget_user(p))
     if dataset is not None and config is not None and model_dir is not None:
@@ -92,4 +97,23 @@ def forget_user(
             report.purged_versions.append(v)
         holding = versions_holding(store, p)
     report.versions_still_holding_user = holding
+    if compact and store.url.startswith("sqlite:///"):
+        report.store_compacted = compact_sqlite(Path(store.url[len("sqlite:///") :]))
     return report
+
+
+def compact_sqlite(path: Path) -> bool:
+    """Rewrite a SQLite store so deleted rows leave no bytes behind; False (and nothing
+    changed) when another process holds it busy (a running service: retry when it is idle)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("VACUUM")
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return not busy
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
