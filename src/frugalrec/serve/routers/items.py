@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
     responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     summary="Items most similar to one item (the model's item representation)",
 )
-def similar(
+async def similar(
     request: Request,
     state: State,
     _reader: Reader,

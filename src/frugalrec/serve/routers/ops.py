@@ -13,7 +13,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
-def healthz() -> dict:
+async def healthz() -> dict:
     return {"status": "ok"}
 
 
@@ -34,7 +34,7 @@ def readyz(state: State) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus exposition", response_class=Response)
-def metrics(state: State) -> Response:
+async def metrics(state: State) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -43,7 +43,7 @@ def metrics(state: State) -> Response:
     response_model=LatencyStats,
     summary="Live p50/p99 per tier (the page's cost panel)",
 )
-def stats(state: State, _reader: Reader) -> dict:
+async def stats(state: State, _reader: Reader) -> dict:
     m = state.metrics
     return {
         "tiers": m.latency_summary(),

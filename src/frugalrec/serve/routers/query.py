@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from frugalrec.serve.deps import Reader, State
 from frugalrec.serve.schemas import ErrorBody, QueryIn, QueryResult
@@ -16,7 +17,11 @@ router = APIRouter(prefix="/v1", tags=["query"])
     responses={422: {"model": ErrorBody}},
     summary="Recommend from free text (hard genre/year constraints + ranking)",
 )
-def query(request: Request, state: State, _reader: Reader, body: QueryIn) -> dict:
-    payload, tier = state.query(body)
+async def query(request: Request, state: State, _reader: Reader, body: QueryIn) -> dict:
+    if state.encoder is not None:
+        # Encoding the request takes milliseconds of model time: keep it off the event loop.
+        payload, tier = await run_in_threadpool(state.query, body)
+    else:
+        payload, tier = state.query(body)  # rules only: sub-millisecond numpy
     request.state.tier = tier
     return payload

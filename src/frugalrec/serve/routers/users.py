@@ -33,7 +33,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
     summary="Top-k items for a user, with scores, optional explanations and the cost",
 )
-def recommendations(
+async def recommendations(
     request: Request,
     state: State,
     _reader: Reader,
@@ -42,6 +42,8 @@ def recommendations(
     explain: bool = False,
     budget_ms: Annotated[float | None, Query(gt=0, le=60_000)] = None,
 ) -> dict:
+    # Runs on the event loop: a cache hit takes microseconds and a miss ~1 ms of numpy plus
+    # a WAL read that never waits for a writer; a thread-pool hop would cost more.
     payload, tier = state.recommend(user_id, k, explain, budget_ms)
     request.state.tier = tier
     return payload

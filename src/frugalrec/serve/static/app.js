@@ -86,8 +86,8 @@ async function feedback(item, type, title) {
   try {
     await api("/v1/events", { method: "POST",
       body: JSON.stringify({ user_id: user, item_id: item, type: type }) });
-    say(`${type === "like" ? "Liked" : "Disliked"} ${title}; list updated.`);
     await recommend();
+    say(`${type === "like" ? "Liked" : "Disliked"} ${title}; list updated.`);
   } catch (e) { say(e.message + (keyInput.value ? "" : " (set an API key)"), true); }
 }
 

@@ -127,6 +127,12 @@ class SQLStore(Store):
     def _transaction(self) -> Iterator[Any]:
         """Yield a cursor inside one transaction; commit on success, roll back on error."""
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A cursor for reads; by default the write connection under the lock."""
+        with self._lock, self._transaction() as cur:
+            yield cur
+
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -164,7 +170,7 @@ class SQLStore(Store):
     # ---- interface -------------------------------------------------------------------
     def ping(self) -> bool:
         try:
-            with self._lock, self._transaction() as cur:
+            with self._reading() as cur:
                 cur.execute("SELECT 1")
                 return cur.fetchone() is not None
         except Exception:
@@ -194,7 +200,7 @@ class SQLStore(Store):
         return len(rows)
 
     def _events(self, where: str, params: tuple[Any, ...]) -> list[StoredEvent]:
-        with self._lock, self._transaction() as cur:
+        with self._reading() as cur:
             cur.execute(
                 self._sql(
                     "SELECT user_pseudonym, item_id, type, value, ts FROM events "
@@ -212,7 +218,7 @@ class SQLStore(Store):
         return self._events("", ())
 
     def count_events(self, user: str | None = None) -> int:
-        with self._lock, self._transaction() as cur:
+        with self._reading() as cur:
             if user is None:
                 cur.execute("SELECT COUNT(*) FROM events")
             else:
@@ -237,7 +243,7 @@ class SQLStore(Store):
         return n
 
     def forgotten_users(self) -> set[str]:
-        with self._lock, self._transaction() as cur:
+        with self._reading() as cur:
             cur.execute("SELECT pseudonym FROM forgotten_users")
             return {r[0] for r in cur.fetchall()}
 
@@ -265,7 +271,7 @@ class SQLStore(Store):
         return version
 
     def models(self) -> list[ModelVersion]:
-        with self._lock, self._transaction() as cur:
+        with self._reading() as cur:
             cur.execute(
                 "SELECT version, created_at, path, sha256, model, n_events FROM models "
                 "ORDER BY version"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,16 @@ class SQLiteStore(SQLStore):
     """
 
     def __init__(self, url: str) -> None:
+        self._rlock = threading.Lock()
         if not url.startswith("sqlite:///"):
             raise StoreError(f"not a SQLite URL: {url!r} (expected sqlite:///path)")
         self.path = Path(url[len("sqlite:///") :])
         if not self.path.name:
             raise StoreError(f"SQLite URL has no file name: {url!r}")
         super().__init__(url)
+        # A second connection for reads: in WAL mode readers never wait for a writer's
+        # fsync, so a recommendation is not queued behind an event commit.
+        self._rconn = self._connect()
 
     def _connect(self) -> Any:
         try:
@@ -40,6 +45,22 @@ class SQLiteStore(SQLStore):
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
         return conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        with self._rlock:
+            cur = self._rconn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("COMMIT")
+                cur.close()
+
+    def close(self) -> None:
+        with self._rlock:
+            self._rconn.close()
+        super().close()
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
