@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from frugalrec.privacy.scrub import (
     PLACEHOLDERS,
@@ -203,3 +205,24 @@ def test_ml100k_item_texts_are_untouched(ml100k) -> None:
     assert len(texts) == 1682
     assert [t for t in texts if any(p in t for p in PLACEHOLDERS.values())] == []
     assert [t for t in ml100k.items["title"].astype(str) if find_pii(t)] == []
+
+
+_PIECES = [
+    *"0123456789 -.()+@:/?=&#abcXYZ",
+    "call ",
+    " Street",
+    "https://",
+    "token",
+    ".com",
+    "4111",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(st.text(max_size=80), st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+)
+def test_scrubbed_text_is_clean_and_stable(text: str) -> None:
+    out = scrub_text(text)
+    assert find_pii(out) == []
+    assert scrub_text(out) == out
