@@ -2,9 +2,11 @@
 
 Fixed hyper-parameters (EASE l2=300 and ItemKNN neighbors=200/shrink=0, the tuned values
 without DP), fitted on train+valid and scored on test with the standard full-ranking
-evaluation; each private row is the mean over three noise seeds. ``ease-noise-l2`` raises
-EASE's ridge by the expected spectral norm of the Gram noise, ``2 sigma sqrt(n_items)``: a
-data-independent choice (sigma is public), so it costs no privacy.
+evaluation; each private row is the mean over three noise seeds. The noise-aware variants
+scale the regulariser with the (public) noise level: ``ease-noise-l2`` adds
+``5 sigma sqrt(n_items)`` to EASE's ridge (a multiple of the noise matrix's spectral norm),
+``itemknn-noise-shrink`` uses ``shrink = 100 sigma``; the multipliers were picked on the
+valid split from {1, 2, 5} and {5, 20, 50, 100}.
 Usage: ``.venv/bin/python scripts/bench_dp.py [--out docs/bench/dp-gaussian.json]``.
 """
 
@@ -30,20 +32,25 @@ MODELS = {
     "ease": (EASERecommender, {"l2": 300.0}),
     "ease-noise-l2": (EASERecommender, {"l2": 300.0}),
     "itemknn": (ItemKNNRecommender, {"neighbors": 200, "shrink": 0.0}),
+    "itemknn-noise-shrink": (ItemKNNRecommender, {"neighbors": 200, "shrink": 0.0}),
 }
+EASE_L2_PER_NOISE = 5.0  # x sigma sqrt(n_items), chosen on valid from {1, 2, 5}
+KNN_SHRINK_PER_NOISE = 100.0  # x sigma, chosen on valid from {5, 20, 50, 100}
 
 
 def noise_aware(name: str, cfg: dict, n_items: int) -> dict:
-    if name != "ease-noise-l2" or "dp_epsilon" not in cfg:
+    if not name.endswith(("-noise-l2", "-noise-shrink")) or "dp_epsilon" not in cfg:
         return cfg
     sigma = noise_scale(DPOptions(**{k: v for k, v in cfg.items() if k.startswith("dp_")}), "gram")
-    return dict(cfg, l2=cfg["l2"] + 2 * sigma * np.sqrt(n_items))
+    if name == "ease-noise-l2":
+        return dict(cfg, l2=cfg["l2"] + EASE_L2_PER_NOISE * sigma * np.sqrt(n_items))
+    return dict(cfg, shrink=KNN_SHRINK_PER_NOISE * sigma)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epsilons", default="inf,clip,10,3,1,0.3")
-    ap.add_argument("--models", default="pop,ease,ease-noise-l2,itemknn")
+    ap.add_argument("--models", default="pop,ease,ease-noise-l2,itemknn,itemknn-noise-shrink")
     ap.add_argument("--mechanism", default="gaussian", choices=["gaussian", "laplace"])
     ap.add_argument("--delta", type=float, default=1e-6)
     ap.add_argument("--max-items", type=int, default=50)
@@ -85,7 +92,8 @@ def main() -> None:
                 "ndcg@10": float(np.mean(values)),
                 "ndcg@10_std": float(np.std(values)),
                 "runs": len(values),
-                "l2": configs and noise_aware(name, configs[0], train.n_items).get("l2"),
+                "l2": noise_aware(name, configs[0], train.n_items).get("l2"),
+                "shrink": noise_aware(name, configs[0], train.n_items).get("shrink"),
                 "seconds": time.perf_counter() - t0,
             }
             rows.append(row)
