@@ -25,7 +25,7 @@ from frugalrec.evaluate.protocol import evaluate_model
 from frugalrec.models.ease import EASERecommender
 from frugalrec.models.itemknn import ItemKNNRecommender
 from frugalrec.models.pop import PopRecommender
-from frugalrec.privacy.dp import DPOptions, noise_scale
+from frugalrec.privacy.dp import DPOptions, noise_aware_l2, noise_aware_shrink
 
 MODELS = {
     "pop": (PopRecommender, {}),
@@ -41,10 +41,10 @@ KNN_SHRINK_PER_NOISE = 100.0  # x sigma, chosen on valid from {5, 20, 50, 100}
 def noise_aware(name: str, cfg: dict, n_items: int) -> dict:
     if not name.endswith(("-noise-l2", "-noise-shrink")) or "dp_epsilon" not in cfg:
         return cfg
-    sigma = noise_scale(DPOptions(**{k: v for k, v in cfg.items() if k.startswith("dp_")}), "gram")
+    opts = DPOptions(**{k: v for k, v in cfg.items() if k.startswith("dp_")})
     if name == "ease-noise-l2":
-        return dict(cfg, l2=cfg["l2"] + EASE_L2_PER_NOISE * sigma * np.sqrt(n_items))
-    return dict(cfg, shrink=KNN_SHRINK_PER_NOISE * sigma)
+        return dict(cfg, l2=noise_aware_l2(opts, n_items, cfg["l2"], EASE_L2_PER_NOISE))
+    return dict(cfg, shrink=noise_aware_shrink(opts, cfg["shrink"], KNN_SHRINK_PER_NOISE))
 
 
 def main() -> None:

@@ -121,3 +121,16 @@ def test_dp_config_round_trips_and_is_validated() -> None:
         EASERecommender(dp_epsilon=1.0, dp_mechanism="exponential").fit(X)
     with pytest.raises(ValueError, match="dp_max_items"):
         ItemKNNRecommender(dp_epsilon=1.0, dp_max_items=0).fit(X)
+
+
+def test_noise_aware_regularisers_follow_the_public_noise_level() -> None:
+    from frugalrec.privacy.dp import noise_aware_l2, noise_aware_shrink
+
+    off = DPOptions()
+    assert noise_aware_l2(off, 100, 300.0) == 300.0 and noise_aware_shrink(off, 10.0) == 10.0
+    opts = DPOptions(dp_epsilon=3.0)
+    sigma = noise_scale(opts, "gram")
+    assert noise_aware_l2(opts, 100, 300.0) == pytest.approx(300.0 + 5 * sigma * 10)
+    assert noise_aware_shrink(opts, 10.0) == pytest.approx(10.0 + 100 * sigma)
+    # Less privacy budget, more noise, more regularisation.
+    assert noise_aware_l2(DPOptions(dp_epsilon=1.0), 100, 300.0) > noise_aware_l2(opts, 100, 300.0)
