@@ -136,3 +136,15 @@ def test_metrics_use_route_templates_never_raw_user_ids(make_client):
     stats = c.get("/v1/stats").json()
     assert {"cheap", "cache"} <= set(stats["tiers"])
     assert stats["tiers"]["cheap"]["p99_ms"] >= stats["tiers"]["cheap"]["p50_ms"] > 0
+
+
+def test_recommendation_payload_matches_the_public_schema(make_client):
+    from frugalrec.serve.schemas import RecommendationList
+
+    c = make_client()
+    for params in ({"k": 3}, {"k": 4, "explain": "true", "budget_ms": 50}):
+        body = c.get("/v1/users/u1/recommendations", params=params).json()
+        assert RecommendationList.model_validate(body).model_dump(mode="json") == body
+    ref = c.get("/openapi.json").json()["paths"]["/v1/users/{user_id}/recommendations"]
+    schema = ref["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("/RecommendationList")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"(API docs: /docs)",
         file=sys.stderr,
     )
+    # Everything loaded so far (dataset, model, tables) lives as long as the process: move it
+    # out of the collector's generations so a full collection never walks it mid-request.
+    gc.collect()
+    gc.freeze()
     # No access log: request paths carry the caller's user ids.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

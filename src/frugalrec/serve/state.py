@@ -262,6 +262,8 @@ class ServiceState:
             "score": round(float(score), 6),
             "genres": self.genres[i],
             "year": self.years[i],
+            "explanation": None,
+            "evidence": None,
         }
 
     def _cost(

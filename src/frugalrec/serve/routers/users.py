@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from frugalrec.serve.deps import Reader, State, Writer
 from frugalrec.serve.schemas import ErrorBody, ForgetResult, RecommendationList
@@ -29,8 +30,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/{user_id}/recommendations",
-    response_model=RecommendationList,
-    responses=_ERRORS,
+    response_model=None,
+    responses={200: {"model": RecommendationList}, **_ERRORS},
     summary="Top-k items for a user, with scores, optional explanations and the cost",
 )
 async def recommendations(
@@ -41,12 +42,14 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     explain: bool = False,
     budget_ms: Annotated[float | None, Query(gt=0, le=60_000)] = None,
-) -> dict:
+) -> Response:
     # Runs on the event loop: a cache hit takes microseconds and a miss ~1 ms of numpy plus
     # a WAL read that never waits for a writer; a thread-pool hop would cost more.
     payload, tier = state.recommend(user_id, k, explain, budget_ms)
     request.state.tier = tier
-    return payload
+    # The payload is built from plain floats/ints/strings in the documented shape (tested);
+    # re-validating it through the response model cost ~0.3 ms per request, the hottest path.
+    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
 
 @router.delete(
