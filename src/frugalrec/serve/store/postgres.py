@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +35,23 @@ class PostgresStore(SQLStore):
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         return conn
 
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        # Reads on their own connection: a recommendation never waits for an event's commit.
+        self._rlock = threading.Lock()
+        self._rconn = self._connect()
+
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._conn.transaction(), self._conn.cursor() as cur:
             yield cur
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        with self._rlock, self._rconn.transaction(), self._rconn.cursor() as cur:
+            yield cur
+
+    def close(self) -> None:
+        with self._rlock:
+            self._rconn.close()
+        super().close()
