@@ -198,6 +198,7 @@ class ServiceState:
 
     def _serving(self, trained: TrainedModel) -> ServingModel:
         serving = ServingModel(trained, self.config)
+        serving.representation()  # explanations' item vectors, built here, not in a request
         if self.config.retrieval != "exact":
             serving.retriever = RecommendPipeline(self.config, trained.model).build().retriever
         self.metrics.model_version.set(trained.version)
