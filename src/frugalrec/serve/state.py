@@ -154,7 +154,8 @@ class ServiceState:
 
     @property
     def tier(self) -> str:
-        return "cheap" if self.config.encoder == "none" else "text"
+        """Tier that scores recommendations: "text" when the model reads item vectors."""
+        return "text" if model_class(self.config.model).uses_item_vectors else "cheap"
 
     def _load_encoder(self) -> None:
         from frugalrec.text import EmbeddingCache, item_texts, load_encoder
