@@ -85,6 +85,7 @@ class Int8Recipe:
     suffix: str
     reduce_range: bool = True
     keep_fp32: str | None = None
+    fuse_bert: bool = False
 
 
 # MPNet's feed-forward MatMuls see activation outliers (max |x| 40-90 where the 99.9th
@@ -92,7 +93,11 @@ class Int8Recipe:
 # them gave mean cosine 0.86-0.87 to fp32 (0.988 with only the down-projections kept fp32).
 # Keeping both FFN MatMuls fp32 gives 0.997. MiniLM has no such outliers: all MatMuls int8.
 INT8_RECIPES: dict[str, Int8Recipe] = {
-    "minilm": Int8Recipe("qint8_rr"),
+    # Fusing the graph first (onnxruntime's BERT optimizer: one Attention op per layer,
+    # SkipLayerNorm, BiasGelu) lets the quantiser emit QAttention instead of six separate
+    # int8 MatMuls with fp32 glue: 1.21x the unfused int8 throughput at the same cosine
+    # (0.9919 vs 0.9916) on ml-100k texts.
+    "minilm": Int8Recipe("qint8_rr_fused", fuse_bert=True),
     "mpnet": Int8Recipe("qint8_rr_ffn32", keep_fp32=r"/layer\.\d+/(intermediate|output)/dense/"),
 }
 
@@ -542,6 +547,38 @@ def _int8_config(tier: str, fp32_path: Path) -> Any:
     )
 
 
+def _fuse_and_quantize(folder: Path, config: Any, out: Path) -> None:
+    """Fuse ``folder``'s fp32 BERT graph, then quantise it dynamically with ``config``'s
+    settings (the same weights/activations scheme as the unfused path)."""
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    arch = json.loads((folder / "config.json").read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fused_path = out.parent / "fused_fp32.onnx"
+    fused = optimize_model(
+        str(folder / "onnx" / "model.onnx"),
+        model_type="bert",
+        num_heads=int(arch["num_attention_heads"]),
+        hidden_size=int(arch["hidden_size"]),
+        opt_level=1,
+    )
+    fused.save_model_to_file(str(fused_path))
+    quantize_dynamic(
+        str(fused_path),
+        str(out),
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        weight_type=config.weights_dtype,
+        op_types_to_quantize=list(config.operators_to_quantize),
+        nodes_to_exclude=list(config.nodes_to_exclude),
+        # Fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are fp32.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    fused_path.unlink()
+
+
 def _onnx_int8_file(tier: str) -> tuple[Path, str]:
     """(folder, file name) of the int8 ONNX model of ``tier``, quantised on first use.
 
@@ -566,9 +603,12 @@ def _onnx_int8_file(tier: str) -> tuple[Path, str]:
     )
     config = _int8_config(tier, folder / "onnx" / "model.onnx")
     with tempfile.TemporaryDirectory(prefix=f".{tier}-int8.", dir=folder) as tmp:
-        export_dynamic_quantized_onnx_model(
-            model, config, tmp, file_suffix=INT8_RECIPES[tier].suffix
-        )
+        if INT8_RECIPES[tier].fuse_bert:
+            _fuse_and_quantize(folder, config, Path(tmp) / "onnx" / name)
+        else:
+            export_dynamic_quantized_onnx_model(
+                model, config, tmp, file_suffix=INT8_RECIPES[tier].suffix
+            )
         stats = _onnx_weight_stats(Path(tmp) / "onnx" / name)
         os.replace(Path(tmp) / "onnx" / name, final)
     manifest = _read_manifest(folder)
