@@ -68,6 +68,7 @@ def test_page_end_to_end_in_chromium(live_server, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(live_server + "/")
         expect = sync_api.expect
+        expect.set_options(timeout=20_000)  # a busy shared machine, not a slow page
         user = page.get_by_label("User id")
         expect(user).not_to_have_value("", timeout=10_000)  # pre-filled from the samples
         page.get_by_text("API key (needed for like / dislike)").click()

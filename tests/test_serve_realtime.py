@@ -163,7 +163,9 @@ def test_retrain_swaps_while_requests_run(make_client):
         assert r.status_code == 202 and r.json()["state"] == "running"
         assert c.post("/v1/admin/retrain", headers=AUTH).status_code in (202, 409)
         status = _wait_retrain(c)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while status["new_version"] not in versions and time.monotonic() < deadline:
+            time.sleep(0.02)  # until a request has been answered by the new version
     finally:
         stop.set()
         for t in threads:
