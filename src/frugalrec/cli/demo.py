@@ -60,6 +60,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  "--hardware", "local,cpu16,t4,l4,h100", "--p99-ms", "50", "--qps", "200",
                  "--budget-usd-month", "500"],
             ),
+            (
+                "7. The same budget for a 1M-item catalogue (costs resized by fitted curves)",
+                ["plan", "--bench", str(bench_dir / "bench.json"),
+                 "--hardware", "local,cpu16,t4,l4,h100", "--p99-ms", "50", "--qps", "200",
+                 "--budget-usd-month", "500", "--catalogue-size", "1000000"],
+            ),
         ]  # fmt: skip
     for title, argv in steps:
         _step(title)
