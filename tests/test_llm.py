@@ -357,6 +357,14 @@ def test_real_smollm2_reranks_one_list(ml100k):
     assert info["llm_prob"].sum() == pytest.approx(1.0, abs=1e-4)
     assert llm.timings[-1].prompt_tokens > 50
     assert llm.generate(llm.chat_prompt("Say hello."), max_tokens=8)
+    # A deadline already passed aborts llama.cpp inside the forward pass; the next call works.
+    import time
+
+    llm.deadline = time.perf_counter() - 1.0
+    with pytest.raises(TimeoutError):
+        llm.logits_for_next_token([rr.prompt(h, ids[0])])
+    llm.deadline = None
+    assert np.isfinite(llm.logits_for_next_token([rr.prompt(h, ids[0])])).all()
 
 
 def test_bench_llm_configs_are_opt_in_and_valid():

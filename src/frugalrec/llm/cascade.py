@@ -100,6 +100,8 @@ class Cascade:
         prompt = self.reranker.prompt(history, candidates[: self.reranker.config.candidates])
         n = self.reranker.llm.count_tokens(prompt)
         for _ in range(repeats):
+            # Measured without the prefix cache: a conservative (cold) per-token cost.
+            self.reranker.llm.reset_cache()
             t0 = time.perf_counter()
             self.reranker.llm.logits_for_next_token([prompt])
             self._ms += (time.perf_counter() - t0) * 1e3
@@ -149,12 +151,19 @@ class Cascade:
         stage["estimate_ms"] = estimate
         if (t2 - t0) * 1e3 + estimate > cfg.budget_ms:
             return done("budget")
+        llm = self.reranker.llm
+        llm.deadline = t0 + cfg.budget_ms / 1e3 if math.isfinite(cfg.budget_ms) else None
         try:
             new_ids, new_scores, info = self.reranker.rerank(
                 [hist], cand, scores[:, : self.reranker.config.candidates]
             )
+        except TimeoutError:  # aborted at the deadline: the cheap answer stands
+            stage["llm_ms"] = (time.perf_counter() - t2) * 1e3
+            return done("budget_overrun")
         except Exception:  # the cheap answer stands whatever the model does
             return done("llm_error")
+        finally:
+            llm.deadline = None
         t3 = time.perf_counter()
         self._ms += (t3 - t2) * 1e3
         self._tokens += n_tokens

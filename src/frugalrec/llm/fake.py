@@ -38,11 +38,17 @@ class FakeLLM:
         self.fail = fail
         self.sleep_ms = sleep_ms
         self.timings: list[CallTiming] = []
+        self.deadline: float | None = None
         self._turn = 0
+
+    def reset_cache(self) -> None:
+        """Nothing cached."""
 
     def _cost(self, kind: str, prompt: str, generated: int, t0: float) -> None:
         if self.sleep_ms:
             time.sleep(self.sleep_ms / 1e3)
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise TimeoutError("FakeLLM: past the deadline")
         ms = (time.perf_counter() - t0) * 1e3
         self.timings.append(CallTiming(kind, len(prompt.encode()), 0, generated, ms))
 

@@ -53,6 +53,10 @@ class LLM(Protocol):
 
     name: str
     timings: list[CallTiming]
+    # perf_counter() seconds after which a call in progress is aborted (TimeoutError).
+    deadline: float | None
+
+    def reset_cache(self) -> None: ...
 
     def logits_for_next_token(self, prompts: Sequence[str]) -> np.ndarray: ...
 
@@ -169,9 +173,23 @@ class LlamaCppLLM:
             )
         self._loaded = _Loaded((time.perf_counter() - t0) * 1e3, rss0, _rss_mb())
         self._cached: list[int] = []
+        # llama.cpp polls this between graph nodes: a request past its deadline stops within
+        # milliseconds instead of finishing a multi-second forward pass.
+        import llama_cpp
+
+        self.deadline: float | None = None
+        self._abort = llama_cpp.ggml_abort_callback(self._past_deadline)
+        llama_cpp.llama_set_abort_callback(self._llm.ctx, self._abort, None)
         meta = self._llm.metadata
         self._template = meta.get("tokenizer.chat_template", "")
         self._n_vocab = int(self._llm.n_vocab())
+
+    def _past_deadline(self, _data: object) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def reset_cache(self) -> None:
+        """Forget the KV prefix cache (the next call evaluates its whole prompt)."""
+        self._cached = []
 
     # ---- tokens ------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
@@ -221,7 +239,13 @@ class LlamaCppLLM:
             common += 1
         common = min(common, len(tokens) - 1)
         llm.n_tokens = common
-        llm.eval(tokens[common:])
+        try:
+            llm.eval(tokens[common:])
+        except RuntimeError as exc:  # aborted (deadline) or failed: the KV state is partial
+            self._cached = []
+            if self._past_deadline(None):
+                raise TimeoutError("LLM call aborted at its deadline") from exc
+            raise
         self._cached = list(tokens)
         return common
 
@@ -260,8 +284,7 @@ class LlamaCppLLM:
             if nxt in stop:
                 break
             out.append(nxt)
-            llm.eval([nxt])
-            self._cached.append(nxt)
+            self._eval([*self._cached, nxt])
         self.timings.append(
             CallTiming(
                 "generate", len(tokens) - reused, reused, len(out), (time.perf_counter() - t0) * 1e3
@@ -326,6 +349,14 @@ class TransformersGGUFLLM:
         self.model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
         self.model.eval()
         self._loaded = _Loaded((time.perf_counter() - t0) * 1e3, rss0, _rss_mb())
+        self.deadline: float | None = None  # checked before each call only
+
+    def reset_cache(self) -> None:
+        """No prefix cache here: every call evaluates its whole prompt."""
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise TimeoutError("LLM call started after its deadline")
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -351,6 +382,7 @@ class TransformersGGUFLLM:
 
         rows = []
         for prompt in prompts:
+            self._check_deadline()
             t0 = time.perf_counter()
             ids = self._ids(prompt)
             with torch.inference_mode():
