@@ -41,10 +41,15 @@ def catalogue_chunks(
     vocab_size: int = 20_000,
     word_alpha: float = 1.07,
     n_categories: int = 50,
+    topic_share: float = 0.5,
 ) -> Iterator[pd.DataFrame]:
     """Item table chunks (``item``, ``title``, ``description``, ``category``,
     ``popularity``) like :func:`frugalrec.data.synthetic.synthetic_catalogue`: titles 1-6
-    words (median 3), descriptions 10-80 words (median 30), Zipf word frequencies."""
+    words (median 3), descriptions 10-80 words (median 30), Zipf word frequencies.
+
+    A ``topic_share`` of each description's words comes from its category's own Zipf
+    ordering of the vocabulary: real catalogues have topics, and texts of independent random
+    words have no neighbourhood structure (IVF recall at 1M items was 0.06 without it)."""
     if n_items <= 0 or chunk_size <= 0:
         raise ValueError("n_items and chunk_size must be positive")
     if popularity.shape != (n_items,):
@@ -52,6 +57,8 @@ def catalogue_chunks(
     vocab = _vocabulary(vocab_size, rng)
     word_cdf = np.cumsum(zipf_weights(vocab_size, word_alpha))
     cat_p = zipf_weights(n_categories, 0.8)
+    # Row c maps a Zipf rank to category c's word at that rank.
+    topics = np.argsort(rng.random((n_categories, vocab_size)), axis=1).astype(np.int32)
 
     def draw(k: int) -> np.ndarray:
         ids = np.searchsorted(word_cdf, rng.random(k) * word_cdf[-1], side="right")
@@ -64,8 +71,12 @@ def catalogue_chunks(
         titles = [
             t[:1].upper() + t[1:] for t in _texts(title_len, draw(int(title_len.sum())), vocab)
         ]
-        descriptions = _texts(desc_len, draw(int(desc_len.sum())), vocab)
         categories = rng.choice(n_categories, size=m, p=cat_p)
+        ranks = draw(int(desc_len.sum()))
+        word_cat = np.repeat(categories, desc_len)
+        topical = rng.random(len(ranks)) < topic_share
+        ranks[topical] = topics[word_cat[topical], ranks[topical]]
+        descriptions = _texts(desc_len, ranks, vocab)
         yield pd.DataFrame(
             {
                 "item": np.arange(start, start + m, dtype=np.int64),
