@@ -226,6 +226,7 @@ def test_cascade_fires_when_unsure_and_in_budget(tiny, model):
     cascade, cheap, H = _cascade(tiny, model, FakeLLM(favour="Ghostbusters"), budget_ms=10_000)
     ans = cascade.recommend(H, k=5)
     assert ans.fired and ans.reason == "llm" and "llm_ms" in ans.stage_ms
+    assert sorted(ans.llm_candidates.tolist()) == sorted(cheap.tolist())
     assert sorted(ans.ids.tolist()) == sorted(cheap.tolist())
     if idx("Ghostbusters (1984)") in cheap:
         assert ans.ids[0] == idx("Ghostbusters (1984)")
@@ -241,6 +242,8 @@ def test_no_seen_or_out_of_catalogue_items_for_any_user(tiny, model):
         assert not set(ids.tolist()) & set(h.tolist())
         assert len(set(ids.tolist())) == len(ids)
         assert all(r["grounded"] and r["explainer"] == "template" for r in ans["items"])
+        probs = [r["llm_prob"] for r in ans["items"] if r.get("llm_prob") is not None]
+        assert ans["route"]["route"] == "llm" and sum(probs) == pytest.approx(1.0, abs=1e-5)
 
 
 # ---- chat -------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ class CascadeAnswer:
     reason: str
     margin: float
     stage_ms: dict[str, float] = field(default_factory=dict)
-    llm_prob: np.ndarray | None = None
+    llm_prob: np.ndarray | None = None  # aligned with llm_candidates (the cheap top-K)
+    llm_candidates: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,4 +186,5 @@ class Cascade:
             margin,
             stage,
             info["llm_prob"][0],
+            cand[0],
         )

@@ -86,6 +86,12 @@ class LLMTier:
         t1 = time.perf_counter()
         items = [int(i) for i in ans.ids if i >= 0]
         out_items = self._describe(items, ans.scores)
+        if ans.llm_prob is not None and ans.llm_candidates is not None:
+            # What the LLM said about each item (softmax over the K labels).
+            cands = ans.llm_candidates
+            for row, i in zip(out_items, items, strict=True):
+                hit = np.flatnonzero(cands == i)
+                row["llm_prob"] = float(ans.llm_prob[hit[0]]) if hit.size else None
         cost = dict(ans.stage_ms)
         cost.pop("total_ms", None)
         if explain and items:
