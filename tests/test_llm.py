@@ -388,3 +388,19 @@ def test_cascade_calibration_replaces_the_prior(tiny, model):
     assert cascade.recommend(H, k=5).reason == "budget"
     cascade.calibrate(hist(tiny, 0), cheap)
     assert cascade.recommend(H, k=5).fired
+
+
+@pytest.mark.slow
+def test_no_seen_or_out_of_catalogue_items_on_ml100k_for_every_user(ml100k):
+    from frugalrec.llm.request import fit_cheap_model, history_in_order
+
+    tier = LLMTier(ml100k, fit_cheap_model(ml100k), FakeLLM(favour="Fargo"), RerankerConfig())
+    fired = 0
+    for u in range(ml100k.n_users):
+        h = history_in_order(ml100k, u)
+        ans = tier.answer(h, k=10, explain=False)
+        ids = ml100k.items_vocab.index([r["item"] for r in ans["items"]])
+        assert len(ids) == 10 and ((ids >= 0) & (ids < ml100k.n_items)).all()
+        assert not set(ids.tolist()) & set(h.tolist())
+        fired += ans["route"]["llm_fired"]
+    assert fired == ml100k.n_users
