@@ -46,8 +46,9 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _setup(seed: int = 0, n_users: int | None = None) -> dict[str, Any]:
-    """Split, EASE on train+valid, cheap full-ranking top-20 for all test users."""
+def _setup(seed: int = 0, n_users: int | None = None, stage: str = "test") -> dict[str, Any]:
+    """Split, EASE on train+valid (``stage="valid"``: on train), cheap full-ranking top-20
+    for every user with ``stage`` items."""
     from frugalrec.data.sources import load_dataset
     from frugalrec.data.splits import make_split
     from frugalrec.llm.request import DEFAULT_EASE_L2
@@ -55,9 +56,9 @@ def _setup(seed: int = 0, n_users: int | None = None) -> dict[str, Any]:
 
     ds = load_dataset("ml-100k")
     split = make_split(ds, "random")
-    train = split.train_dataset(with_valid=True)
+    train = split.train_dataset(with_valid=stage == "test")
     model = EASERecommender(l2=DEFAULT_EASE_L2).fit(train)
-    test = split.test
+    test = split.test if stage == "test" else split.valid
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     top, scores = model.recommend(users, k=20)
     rng = np.random.default_rng(seed)
@@ -66,7 +67,7 @@ def _setup(seed: int = 0, n_users: int | None = None) -> dict[str, Any]:
         if n_users and n_users < len(users)
         else np.arange(len(users))
     )
-    mask = split.train_mask | split.valid_mask
+    mask = split.train_mask | split.valid_mask if stage == "test" else split.train_mask
     return {"ds": ds, "split": split, "model": model, "users": users, "top": top,
             "scores": scores, "sample": sample, "mask": mask, "test": test[users]}  # fmt: skip
 
@@ -153,7 +154,7 @@ def bench_rerank(args: argparse.Namespace) -> dict[str, Any]:
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm, timing_summary
 
-    s = _setup(args.seed, args.users)
+    s = _setup(args.seed, args.users, args.stage)
     ds, sample = s["ds"], s["sample"]
     rel_all = s["test"]
     cheap_all = _ndcg(s["top"][:, :10], rel_all)
@@ -162,6 +163,7 @@ def bench_rerank(args: argparse.Namespace) -> dict[str, Any]:
     hists = [_ordered_history(ds, s["users"][i], s["mask"]) for i in sample]
     out: dict[str, Any] = {
         "llm": llm.info(),
+        "stage": args.stage,
         "cheap_ndcg@10_all_test_users": float(cheap_all.mean()),
         "test_users": len(s["users"]),
         "users_evaluated": len(sample),
@@ -414,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtimes", default="llama-cpp,transformers")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage", default="test", choices=["test", "valid"], help="rerank only")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from frugalrec._threads import configure_threads
