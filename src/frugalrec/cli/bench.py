@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--out", default="bench-out", help="directory for bench.json and report.html")
     b.add_argument("--configs", help="JSON file with a list of PipelineConfig objects")
     b.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    b.add_argument(
+        "--llm",
+        action="store_true",
+        help="add LLM re-ranker configurations (seconds per request on a CPU: slow)",
+    )
     from frugalrec.cli.evaluate import add_engine_args
 
     add_engine_args(b)
@@ -83,7 +88,7 @@ def _bench(args: argparse.Namespace) -> int:
     from frugalrec.cost.bench import default_grid, run_bench
     from frugalrec.pipeline.config import PipelineConfig
 
-    configs = default_grid(args.quick)
+    configs = default_grid(args.quick, llm=args.llm)
     if args.configs:
         raw = json.loads(Path(args.configs).read_text())
         if not isinstance(raw, list):
@@ -101,6 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cmd = "frugalrec bench --dataset " + args.dataset + (" --quick" if args.quick else "")
     cmd += f" --out {args.out}" + (" --engine ray" if args.engine == "ray" else "")
+    cmd += " --llm" if args.llm else ""
     records = run_bench(args.dataset, args.out, args.quick, configs, tick, commands=[cmd])
     bar.update(1)
     bar.close()
