@@ -26,7 +26,8 @@ def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``make_client(**settings)`` -> an entered TestClient on the synthetic dataset."""
+    """``make_client(llm=None, **settings)`` -> an entered TestClient on the synthetic
+    dataset (``llm``: the model of ``rerank="llm"``, e.g. a FakeLLM)."""
     from fastapi.testclient import TestClient
 
     from frugalrec.serve.app import create_app
@@ -34,14 +35,14 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
     clients: list[Any] = []
 
-    def make(api_keys: list[str] | None = None, **overrides: Any) -> Any:
+    def make(api_keys: list[str] | None = None, llm: Any = None, **overrides: Any) -> Any:
         overrides.setdefault("dataset", "synthetic")
         overrides.setdefault("store_url", f"sqlite:///{tmp_path / 'store.db'}")
         overrides.setdefault("model_dir", tmp_path / "models")
         settings = ServeSettings.from_environment(
             api_keys=[API_KEY] if api_keys is None else api_keys, **overrides
         )
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client = TestClient(create_app(settings, llm=llm), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

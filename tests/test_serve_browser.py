@@ -79,7 +79,7 @@ def test_page_end_to_end_in_chromium(live_server, tmp_path):
         items = page.locator("#recs li")
         expect(items).to_have_count(10)
         expect(page.locator("#recs-cost")).to_contain_text("tier cheap")
-        expect(items.first.locator(".why")).to_contain_text("Because you liked")
+        expect(items.first.locator(".why")).to_contain_text("Recommended because you liked")
         first_id = items.first.get_attribute("data-item")
         first_title = items.first.locator(".title").inner_text()
         dislike = page.get_by_role("button", name=f"Dislike {first_title}", exact=True)

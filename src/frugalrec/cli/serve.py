@@ -24,6 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--cors-origin", action="append", default=[], help="allow this origin (default: none)"
     )
+    p.add_argument(
+        "--rerank",
+        choices=["none", "llm"],
+        default="none",
+        help="llm: the LLM tier (a one-pass LLM re-ranker the cascade fires when the cheap "
+        "stage is unsure and the request's budget_ms allows; loads the LLM at start)",
+    )
+    p.add_argument("--llm", default="smollm2-135m", choices=["smollm2-135m", "gemma3-270m"])
+    p.add_argument("--llm-budget-ms", type=float, default=2000.0, help="budget of a request "
+                   "that names none (LLM tier)")  # fmt: skip
+    p.add_argument("--llm-margin", type=float, default=0.355, help="fire the LLM only below "
+                   "this relative top-1/top-K cheap margin (inf: always)")  # fmt: skip
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=cmd_serve)
 
@@ -43,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "rate_limit_burst": args.rate_burst,
         "max_body_bytes": args.max_body_bytes,
         "cors_origins": tuple(args.cors_origin),
+        "rerank": args.rerank,
+        "llm_model": args.llm,
+        "llm_budget_ms": args.llm_budget_ms,
+        "llm_margin": args.llm_margin,
     }
     if args.store:
         overrides["store_url"] = args.store
@@ -63,7 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from frugalrec.serve.app import create_app
 
-    print(f"loading {settings.dataset} and the model ...", file=sys.stderr)
+    llm_note = f" and the LLM {settings.llm_model}" if settings.rerank == "llm" else ""
+    print(f"loading {settings.dataset}, the model{llm_note} ...", file=sys.stderr)
     app = create_app(settings)
     service = app.state.service
     print(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,9 @@ class Cascade:
         self.config = config or CascadeConfig()
         self._ms = 0.0
         self._tokens = 0
+        # One forward pass at a time (the runtimes are not thread-safe, and ``deadline`` is
+        # per model): a request that finds the LLM busy keeps its cheap answer ("llm_busy").
+        self.lock = threading.Lock()
 
     def ms_per_token(self) -> float:
         """Measured mean wall ms per prompt token of this cascade's LLM calls (or the prior)."""
@@ -115,16 +119,40 @@ class Cascade:
         k: int,
         history_order: np.ndarray | None = None,
         start: float | None = None,
+        budget_ms: float | None = None,
     ) -> CascadeAnswer:
         """Answer one request (``history`` CSR [1, n_items]).
 
         ``history_order``: the history's item indices, most recent last (for the prompt);
-        ``start``: ``time.perf_counter()`` when the request arrived (default: now).
+        ``start``: ``time.perf_counter()`` when the request arrived (default: now);
+        ``budget_ms``: this request's budget (default: the config's).
         """
         t0 = start if start is not None else time.perf_counter()
+        ids, scores = self.pipeline.recommend(history, k=self.depth(k))
+        hist = history_order if history_order is not None else history.indices
+        return self.route(ids, scores, k, hist, t0, budget_ms)
+
+    def depth(self, k: int) -> int:
+        """How many cheap candidates a request for ``k`` items needs (the LLM re-ranks K)."""
+        return max(k, self.reranker.config.candidates) if self.reranker else k
+
+    def route(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        history_order: np.ndarray,
+        start: float,
+        budget_ms: float | None = None,
+    ) -> CascadeAnswer:
+        """The routing decision over a cheap answer (``ids`` int64 / ``scores`` float32
+        [1, >= depth(k)], best first; -1 / -inf for empty slots) computed since ``start``:
+        keep it, or re-rank its head with the LLM when unsure and the budget allows."""
+        t0 = start
         cfg = self.config
-        K = max(k, self.reranker.config.candidates) if self.reranker else k
-        ids, scores = self.pipeline.recommend(history, k=K)
+        if budget_ms is not None:
+            cfg = dataclasses.replace(cfg, budget_ms=budget_ms)
+        ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
         t1 = time.perf_counter()
         stage = {"cheap_ms": (t1 - t0) * 1e3}
         margin = float(relative_margin(scores)[0])
@@ -144,7 +172,7 @@ class Cascade:
         # when that does not fit.
         if remaining <= self.ms_per_token() * 32:
             return done("budget")
-        hist = history_order if history_order is not None else history.indices
+        hist = history_order
         cand = ids[:, : self.reranker.config.candidates]
         t2 = time.perf_counter()
         n_tokens = self.reranker.llm.count_tokens(self.reranker.prompt(hist, cand[0][cand[0] >= 0]))
@@ -152,6 +180,8 @@ class Cascade:
         stage["estimate_ms"] = estimate
         if (t2 - t0) * 1e3 + estimate > cfg.budget_ms:
             return done("budget")
+        if not self.lock.acquire(blocking=False):
+            return done("llm_busy")
         llm = self.reranker.llm
         llm.deadline = t0 + cfg.budget_ms / 1e3 if math.isfinite(cfg.budget_ms) else None
         try:
@@ -165,7 +195,8 @@ class Cascade:
             return done("llm_error")
         finally:
             llm.deadline = None
-        t3 = time.perf_counter()
+            t3 = time.perf_counter()
+            self.lock.release()
         self._ms += (t3 - t2) * 1e3
         self._tokens += n_tokens
         stage["llm_ms"] = (t3 - t2) * 1e3

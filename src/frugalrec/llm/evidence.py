@@ -74,12 +74,20 @@ class EvidenceBuilder:
         self.items = items
         self.top = top
         self.G, self.genre_names = genre_matrix(items)
+        # Per-item lookups done once, not per request (a service builds evidence per call).
+        self._titles = items["title"].astype(str).to_numpy()
+        self._years = [_year(items, i) for i in range(len(items))]
         w = getattr(model, "weights_", None)
         n = len(items)
         if isinstance(w, np.ndarray) and w.shape == (n, n):
             self._pair = lambda h, r: w[np.ix_(h, r)]
-        else:
+            return
+        try:
             rep = normalise_rows(np.asarray(model._item_representation(), dtype=np.float32))
+        except NotImplementedError:
+            # No item representation (e.g. popularity): no history evidence, genres only.
+            self._pair = lambda h, r: np.zeros((len(h), len(r)), np.float32)
+        else:
             self._pair = lambda h, r: rep[h] @ rep[r].T
 
     def build(
@@ -94,7 +102,7 @@ class EvidenceBuilder:
         history = np.asarray(history, dtype=np.int64)
         recommended = np.asarray(recommended, dtype=np.int64)
         rec = recommended[recommended >= 0]
-        titles = self.items["title"].astype(str).to_numpy()
+        titles = self._titles
         if len(history):
             C = np.asarray(self._pair(history, rec), dtype=np.float32)  # [H, K]
             order = np.argsort(-C, axis=0, kind="stable")[: self.top]  # [top, K]
@@ -117,7 +125,7 @@ class EvidenceBuilder:
                 key=lambda x: -x[1],
             )[:2]  # fmt: skip
             terms = sorted(set(genres) & (query_genres or set()))
-            year = _year(self.items, int(i))
+            year = self._years[int(i)]
             if year_range and year is not None and any(v is not None for v in year_range):
                 terms.append(f"year {year}")
             out.append(

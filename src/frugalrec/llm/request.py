@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from frugalrec.data.dataset import Dataset
 from frugalrec.llm.cascade import Cascade, CascadeConfig
 from frugalrec.llm.evidence import EvidenceBuilder
-from frugalrec.llm.explainers import LLMExplainer, explain_all
+from frugalrec.llm.explainers import LLMExplainer, explained_rows
 from frugalrec.llm.guard import Guard
 from frugalrec.llm.reranker import LLMReranker, RerankerConfig
 from frugalrec.llm.runtime import LLM
@@ -98,11 +98,10 @@ class LLMTier:
             ev = self.evidence.build(history, np.array(items), query_genres)
             t2 = time.perf_counter()
             cost["evidence_ms"] = (t2 - t1) * 1e3
-            explained = explain_all(ev, self.explainer)
+            explained = explained_rows(ev, self.guard, self.explainer)
             cost["explain_ms"] = (time.perf_counter() - t2) * 1e3
-            for row, ex, e in zip(out_items, explained, ev, strict=True):
-                row.update(ex.to_dict())
-                row["grounded"] = self.guard.check(ex.explanation, e).ok
+            for row, ex in zip(out_items, explained, strict=True):
+                row.update(ex)
         cost["total_ms"] = (time.perf_counter() - t0) * 1e3
         return {"items": out_items, "route": ans.to_dict(), "cost_ms": cost}
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -56,9 +57,10 @@ class RequestMetrics:
             self.metrics.observe(endpoint, scope["method"], tier, status, time.perf_counter() - t0)
 
 
-def create_app(settings: ServeSettings, dataset: Dataset | None = None) -> FastAPI:
-    """The service for ``settings`` (``dataset`` overrides ``settings.dataset``, for tests)."""
-    service = ServiceState(settings, dataset)
+def create_app(settings: ServeSettings, dataset: Dataset | None = None, llm: Any = None) -> FastAPI:
+    """The service for ``settings`` (``dataset`` overrides ``settings.dataset`` and ``llm``
+    the packaged LLM of ``rerank="llm"``, for tests)."""
+    service = ServiceState(settings, dataset, llm)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

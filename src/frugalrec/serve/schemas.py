@@ -74,11 +74,16 @@ class QueryIn(_Input):
     user_id: UserId | None = None
     k: int = Field(10, ge=1, le=100)
     explain: bool = False
+    budget_ms: float | None = Field(
+        None, gt=0, le=60_000, description="latency budget (used by the LLM tier's cascade)"
+    )
 
 
 # ---- public ------------------------------------------------------------------------------
 class Cost(BaseModel):
-    """What a request cost: per-stage milliseconds, the tier that answered, cache use."""
+    """What a request cost: per-stage milliseconds, the tier that answered ("cheap",
+    "llm", ...), cache use; with the LLM tier, the cascade's ``route`` (llm, confident,
+    budget, budget_overrun, llm_busy, llm_error, no_history) and whether the LLM fired."""
 
     tier: str
     pipeline: str
@@ -88,22 +93,43 @@ class Cost(BaseModel):
     cache: Literal["hit", "miss", "none"] = "none"
     budget_ms: float | None = None
     within_budget: bool | None = None
+    route: str | None = None
+    llm_fired: bool = False
+
+
+class BecauseItem(BaseModel):
+    title: str
+    weight: float
+
+
+class SharedGenre(BaseModel):
+    genre: str
+    share: float
 
 
 class Evidence(BaseModel):
-    item_id: str
-    title: str
-    similarity: float
+    """What the scorer used (``frugalrec.llm.evidence.Evidence.to_dict``): history items
+    with their score contributions, genres shared with the history, request terms."""
+
+    item_title: str
+    because: list[BecauseItem]
+    shared_genres: list[SharedGenre]
+    query_terms: list[str]
+    popular: bool
 
 
 class Recommendation(BaseModel):
     item_id: str
     title: str
-    score: float
+    score: float | None = Field(
+        description="cheap score, or the blended score where the LLM re-ranked (null past its K)"
+    )
     genres: str | None = None
     year: int | None = None
     explanation: str | None = None
-    evidence: list[Evidence] | None = None
+    evidence: Evidence | None = None
+    explainer: str | None = Field(None, description='"template" or the LLM\'s name')
+    grounded: bool | None = Field(None, description="the guard passed the explanation")
 
 
 class RecommendationList(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +61,22 @@ class ServeSettings(BaseModel):
     result_cache_size: int = Field(20_000, ge=0)
     pseudonym_key_file: Path | None = None
     explain_by_default: bool = False
+    # The LLM tier (off unless asked for: the model is loaded only then).
+    rerank: Literal["none", "llm"] = Field(
+        "none", description="llm: cascade to a one-pass LLM re-ranker when the cheap one is unsure"
+    )
+    llm_model: str = Field("smollm2-135m", description="packaged LLM for the re-ranker")
+    llm_candidates: int = Field(10, ge=1, le=26, description="cheap candidates the LLM re-ranks")
+    llm_weight: float = Field(0.3, ge=0.0, le=1.0, description="LLM share of the blended score")
+    llm_margin: float = Field(
+        0.355,
+        ge=0.0,
+        description="fire only when the cheap relative top-1/top-K margin is below this "
+        "(0.355: its median over ml-100k test users, BENCHMARKS.md)",
+    )
+    llm_budget_ms: float = Field(
+        2000.0, gt=0, le=60_000, description="budget of a request that names none"
+    )
 
     @field_validator("api_key_hashes")
     @classmethod

@@ -21,6 +21,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
+from frugalrec.llm.evidence import EvidenceBuilder
+from frugalrec.llm.explainers import explained_rows
+from frugalrec.llm.guard import Guard
 from frugalrec.models.base import ModelArtifactError, top_k
 from frugalrec.models.registry import model_class
 from frugalrec.pipeline.config import PipelineConfig
@@ -29,7 +32,6 @@ from frugalrec.privacy import Pseudonymiser
 from frugalrec.serve.cache import UserCache
 from frugalrec.serve.catalogue import load_serving_dataset
 from frugalrec.serve.errors import ApiError
-from frugalrec.serve.explain import explain, item_representation
 from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.schemas import EventIn, QueryIn
 from frugalrec.serve.settings import ServeSettings
@@ -45,6 +47,9 @@ from frugalrec.serve.training import (
 log = logging.getLogger("frugalrec.serve")
 
 DEFAULT_CONFIG = PipelineConfig(model="ease", model_config={"l2": 300.0})
+# Cascade outcomes that depend on the moment (another request held the LLM, the model
+# overran or failed): the cheap answer is served but not cached, so a retry may do better.
+TRANSIENT_ROUTES = ("llm_busy", "budget_overrun", "llm_error")
 
 
 def _scrubber() -> Any:
@@ -58,13 +63,15 @@ def _scrubber() -> Any:
 
 @dataclass
 class ServingModel:
-    """One model version as served: model, row map, retrieval index, item vectors."""
+    """One model version as served: model, row map, retrieval index, the evidence builder
+    of its explanations (its item vectors prepared when the version starts serving) and,
+    with the LLM tier, its cascade."""
 
     trained: TrainedModel
     config: PipelineConfig
+    evidence: EvidenceBuilder
     retriever: Any = None
-    _rep: Any = field(default=None, repr=False)
-    _rep_ready: bool = False
+    cascade: Any = None
     similar_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
     )
@@ -76,12 +83,6 @@ class ServingModel:
     @property
     def model(self) -> Any:
         return self.trained.model
-
-    def representation(self) -> np.ndarray | None:
-        if not self._rep_ready:
-            self._rep = item_representation(self.model)
-            self._rep_ready = True
-        return self._rep
 
 
 @dataclass
@@ -97,10 +98,13 @@ class ServiceState:
     """Everything the routers need; built once per app (eagerly, so an app is ready when
     created)."""
 
-    def __init__(self, settings: ServeSettings, dataset: Dataset | None = None) -> None:
+    def __init__(
+        self, settings: ServeSettings, dataset: Dataset | None = None, llm: Any = None
+    ) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
         self.config = self._load_config(settings.pipeline_config)
+        self.llm_enabled = settings.rerank == "llm" or self.config.reranker == "llm"
         self.dataset = dataset if dataset is not None else load_serving_dataset(settings.dataset)
         self.store: Store = open_store(settings.store_url)
         self.pseudonymiser = Pseudonymiser.from_environment(settings.pseudonym_key_file)
@@ -127,6 +131,16 @@ class ServiceState:
         self.store.sync_items(
             list(zip(self.item_ids.astype(str).tolist(), self.titles, strict=True))
         )
+        self.guard = Guard(ds.items)
+        # The LLM (``llm`` overrides the packaged model, for tests) is loaded only when the
+        # LLM tier is asked for.
+        self.llm: Any = None
+        if self.llm_enabled:
+            if llm is None:
+                from frugalrec.llm.runtime import load_llm
+
+                llm = load_llm(settings.llm_model)
+            self.llm = llm
         self.forgotten: set[str] = self.store.forgotten_users()
         self._forget_count = 0
         self.history_cache = UserCache(max(1024, settings.result_cache_size))
@@ -148,8 +162,8 @@ class ServiceState:
         except OSError as exc:
             raise ValueError(f"--config {path}: {exc}") from exc
         cfg.validate()
-        if cfg.reranker != "none":
-            raise ValueError(f"{path}: reranker {cfg.reranker!r} is not served yet (use 'none')")
+        if cfg.reranker not in ("none", "llm"):
+            raise ValueError(f"{path}: reranker {cfg.reranker!r} is not served (none | llm)")
         return cfg
 
     @property
@@ -198,12 +212,41 @@ class ServiceState:
         return save_version(trained, self.settings.resolved_model_dir(), self.store)
 
     def _serving(self, trained: TrainedModel) -> ServingModel:
-        serving = ServingModel(trained, self.config)
-        serving.representation()  # explanations' item vectors, built here, not in a request
+        # The evidence builder normalises the item vectors here, not in a request.
+        evidence = EvidenceBuilder(trained.model, self.dataset.items)
+        serving = ServingModel(trained, self.config, evidence)
         if self.config.retrieval != "exact":
             serving.retriever = RecommendPipeline(self.config, trained.model).build().retriever
+        if self.llm is not None:
+            serving.cascade = self._cascade(serving)
         self.metrics.model_version.set(trained.version)
         return serving
+
+    def _cascade(self, serving: ServingModel) -> Any:
+        """The LLM tier over this version: routing decisions only (the service runs the
+        cheap stage itself); the per-token cost estimate carries over from the last version."""
+        from frugalrec.llm.cascade import Cascade, CascadeConfig
+        from frugalrec.llm.reranker import LLMReranker, RerankerConfig
+
+        s = self.settings
+        old = getattr(getattr(self, "serving", None), "cascade", None)
+        reranker = (
+            old.reranker
+            if old is not None
+            else LLMReranker(
+                self.llm,
+                self.dataset.items,
+                RerankerConfig(candidates=s.llm_candidates, weight=s.llm_weight),
+            )
+        )
+        cascade = Cascade(
+            RecommendPipeline(self.config, serving.model),
+            reranker,
+            CascadeConfig(budget_ms=s.llm_budget_ms, margin=s.llm_margin),
+        )
+        if old is not None:
+            cascade.lock, cascade._ms, cascade._tokens = old.lock, old._ms, old._tokens
+        return cascade
 
     def _pipeline(self, serving: ServingModel) -> RecommendPipeline:
         """A pipeline per thread and version: stage timings stay per request."""
@@ -233,8 +276,11 @@ class ServiceState:
             idx = self.dataset.items_vocab.index([e.item for e in events])
             for i, e in zip(idx.tolist(), events, strict=True):
                 if i >= 0:
+                    latest.pop(i, None)  # dict order = order of each item's latest event
                     latest[i] = is_positive(e.type, e.value)
-        pos = np.array(sorted(i for i, ok in latest.items() if ok), dtype=np.int64)
+        # Positive items in the order of their latest event (the LLM prompt shows the most
+        # recent likes last).
+        pos = np.array([i for i, ok in latest.items() if ok], dtype=np.int64)
         neg = np.array(sorted(i for i, ok in latest.items() if not ok), dtype=np.int64)
         self.history_cache.put(key, (pos, neg), gen)
         return pos, neg
@@ -251,6 +297,12 @@ class ServiceState:
         hist = np.setdiff1d(np.union1d(base, pos), neg)
         return hist, neg
 
+    def history_order(self, p: str, hist: np.ndarray) -> np.ndarray:
+        """``hist`` with the user's liked-by-event items last, most recent last (the base
+        history in item order before them): what the LLM prompt shows."""
+        pos, _ = self._event_overlay(p)
+        return np.r_[np.setdiff1d(hist, pos), pos].astype(np.int64)
+
     def _row(self, items: np.ndarray) -> sp.csr_matrix:
         n = self.dataset.n_items
         return sp.csr_matrix(
@@ -261,12 +313,60 @@ class ServiceState:
         return {
             "item_id": str(self.item_ids[i]),
             "title": self.titles[i],
-            "score": round(float(score), 6),
+            # A re-ranked list past the LLM's K has no blended score (as in the CLI).
+            "score": round(float(score), 6) if np.isfinite(score) else None,
             "genres": self.genres[i],
             "year": self.years[i],
             "explanation": None,
             "evidence": None,
+            "explainer": None,
+            "grounded": None,
         }
+
+    def _explain(
+        self,
+        serving: ServingModel,
+        items: list[dict[str, Any]],
+        ids: np.ndarray,
+        hist: np.ndarray,
+        stages: dict[str, float],
+        query_genres: set[str] | None = None,
+        year_range: tuple[int | None, int | None] | None = None,
+    ) -> None:
+        """Evidence first, then the template sentence (the LLM tier's code, zero model
+        cost), into each item's ``explanation``, ``evidence``, ``explainer``, ``grounded``."""
+        t = time.perf_counter()
+        evidence = serving.evidence.build(hist, ids, query_genres, year_range)
+        t1 = time.perf_counter()
+        stages["evidence_ms"] = (t1 - t) * 1e3
+        rows = explained_rows(evidence, self.guard, check_template=False)
+        for item, row in zip(items, rows, strict=True):
+            item.update(row)
+        stages["explain_ms"] = (time.perf_counter() - t1) * 1e3
+
+    def _route(
+        self,
+        serving: ServingModel,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        order: np.ndarray,
+        t0: float,
+        budget_ms: float | None,
+        stages: dict[str, float],
+    ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+        """The LLM tier's cascade over the cheap candidates (int64 / float32 [n], seen and
+        disliked items already removed): (ids [<= k], scores, route, whether the LLM
+        answered). Never raises for a budget: a budget that runs out keeps the cheap list."""
+        ans = serving.cascade.route(
+            ids[None, :], scores[None, :], k, order, t0,
+            self.settings.llm_budget_ms if budget_ms is None else budget_ms,
+        )  # fmt: skip
+        for name in ("estimate_ms", "llm_ms"):
+            if name in ans.stage_ms:
+                stages[name] = ans.stage_ms[name]
+        keep = ans.ids >= 0
+        return ans.ids[keep], ans.scores[keep], ans.reason, ans.fired
 
     def _cost(
         self,
@@ -276,6 +376,8 @@ class ServiceState:
         t0: float,
         cache: str,
         budget_ms: float | None,
+        route: str | None = None,
+        llm_fired: bool = False,
     ) -> dict[str, Any]:
         total = (time.perf_counter() - t0) * 1e3
         return {
@@ -287,6 +389,8 @@ class ServiceState:
             "cache": cache,
             "budget_ms": budget_ms,
             "within_budget": None if budget_ms is None else total <= budget_ms,
+            "route": route,
+            "llm_fired": llm_fired,
         }
 
     # ---- recommendations ---------------------------------------------------------------
@@ -297,17 +401,24 @@ class ServiceState:
         t0 = time.perf_counter()
         p = self.pseudonym(user_id)
         serving = self.serving
-        key = (p, k, explain_, serving.version)
+        cascade = serving.cascade
+        # With the LLM tier the answer depends on the budget; without it, it does not.
+        key = (p, k, explain_, serving.version, budget_ms if cascade is not None else None)
         gen = self.results.generation(p)
         cached = self.results.get(key)
         self.metrics.cache_lookup(cached is not None)
         if cached is not None:
-            cost = self._cost(self.tier, serving, {"cache_ms": 0.0}, t0, "hit", budget_ms)
-            return {"user_id": user_id, "items": cached, "cost": cost}, "cache"
+            c_items, c_tier, c_route, c_fired = cached
+            cost = self._cost(
+                c_tier, serving, {"cache_ms": 0.0}, t0, "hit", budget_ms, c_route, c_fired
+            )
+            return {"user_id": user_id, "items": c_items, "cost": cost}, "cache"
         stages: dict[str, float] = {}
         t = time.perf_counter()
         hist, disliked = self.history(p, serving)
         stages["history_ms"] = (time.perf_counter() - t) * 1e3
+        route: str | None = None if cascade is None else "no_history"
+        fired = False
         if len(hist) == 0:
             # Nothing personal to go on (new or forgotten user): popularity, as Recommender.score.
             t = time.perf_counter()
@@ -315,29 +426,32 @@ class ServiceState:
             pop[0, disliked] = -np.inf
             ids, scores = top_k(pop, k)
             stages["popularity_ms"] = (time.perf_counter() - t) * 1e3
+            ids, scores = ids[0], scores[0]
         else:
             pipe = self._pipeline(serving)
+            depth = k if cascade is None else cascade.depth(k)
             # Disliked items are left out of the history (so they are not masked as seen):
             # ask for enough extra candidates to drop them afterwards.
-            ids, scores = pipe.recommend(self._row(hist), k + len(disliked))
+            ids, scores = pipe.recommend(self._row(hist), depth + len(disliked))
             for stage, secs in pipe.stage_seconds.items():
                 stages[f"{stage}_ms"] = sum(secs) * 1e3
-        ids, scores = ids[0], scores[0]
+            ids, scores = ids[0], scores[0]
+            if cascade is not None:
+                keep = (ids >= 0) & ~np.isin(ids, disliked)
+                ids, scores, route, fired = self._route(
+                    serving, ids[keep], scores[keep], k, self.history_order(p, hist),
+                    t0, budget_ms, stages,
+                )  # fmt: skip
         keep = (ids >= 0) & ~np.isin(ids, disliked)
         ids, scores = ids[keep][:k], scores[keep][:k]
         items = [self._item(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-        if explain_:
-            t = time.perf_counter()
-            for item, (text, ev) in zip(
-                items,
-                explain(serving.representation(), ids, hist, self.titles, self.item_ids),
-                strict=True,
-            ):
-                item["explanation"], item["evidence"] = text, ev
-            stages["explain_ms"] = (time.perf_counter() - t) * 1e3
-        self.results.put(key, items, gen)
-        cost = self._cost(self.tier, serving, stages, t0, "miss", budget_ms)
-        return {"user_id": user_id, "items": items, "cost": cost}, self.tier
+        if explain_ and items:
+            self._explain(serving, items, ids, hist, stages)
+        tier = "llm" if fired else self.tier
+        if route not in TRANSIENT_ROUTES:
+            self.results.put(key, (items, tier, route, fired), gen)
+        cost = self._cost(tier, serving, stages, t0, "miss", budget_ms, route, fired)
+        return {"user_id": user_id, "items": items, "cost": cost}, tier
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -394,9 +508,10 @@ class ServiceState:
         user_scores = None
         exclude = np.zeros(0, np.int64)
         hist = np.zeros(0, np.int64)
-        if q.user_id is not None:
+        p = None if q.user_id is None else self.pseudonym(q.user_id)
+        if p is not None:
             t = time.perf_counter()
-            hist, disliked = self.history(self.pseudonym(q.user_id), serving)
+            hist, disliked = self.history(p, serving)
             if len(hist):
                 user_scores = serving.model.fold_in(self._row(hist))[0]
             exclude = np.union1d(hist, disliked)
@@ -411,24 +526,33 @@ class ServiceState:
             popularity=serving.model.item_popularity_,
         )
         scores[exclude] = -np.inf
-        ids, vals = top_k(scores[None, :], q.k)
+        cascade = serving.cascade
+        depth = q.k if cascade is None else cascade.depth(q.k)
+        ids, vals = top_k(scores[None, :], depth)
         keep = np.isfinite(vals[0])
         ids, vals = ids[0][keep], vals[0][keep]
         stages["rank_ms"] = (time.perf_counter() - t) * 1e3
+        route: str | None = None if cascade is None else "no_history"
+        fired = False
+        if cascade is not None and p is not None and len(hist) and len(ids):
+            # The LLM judges the constrained candidates against the user's history.
+            ids, vals, route, fired = self._route(
+                serving, ids, vals, q.k, self.history_order(p, hist), t0, q.budget_ms, stages
+            )
+        ids, vals = ids[: q.k], vals[: q.k]
         items = [self._item(int(i), float(s)) for i, s in zip(ids, vals, strict=True)]
-        if q.explain:
-            for item, (sentence, ev) in zip(
-                items,
-                explain(serving.representation(), ids, hist, self.titles, self.item_ids),
-                strict=True,
-            ):
-                item["explanation"], item["evidence"] = sentence, ev
+        if q.explain and items:
+            self._explain(
+                serving, items, ids, hist, stages,
+                intent.include, (intent.year_min, intent.year_max),
+            )  # fmt: skip
+        tier = "llm" if fired else tier
         payload = {
             "text": text,
             "user_id": q.user_id,
             "intent": intent.to_dict(),
             "items": items,
-            "cost": self._cost(tier, serving, stages, t0, "none", None),
+            "cost": self._cost(tier, serving, stages, t0, "none", q.budget_ms, route, fired),
         }
         return payload, tier
 

@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v1", tags=["query"])
     summary="Recommend from free text (hard genre/year constraints + ranking)",
 )
 async def query(request: Request, state: State, _reader: Reader, body: QueryIn) -> dict:
-    if state.encoder is not None:
-        # Encoding the request takes milliseconds of model time: keep it off the event loop.
+    if state.encoder is not None or state.llm is not None:
+        # Encoding the request (ms) or the LLM stage (s) is model time: off the event loop.
         payload, tier = await run_in_threadpool(state.query, body)
     else:
         payload, tier = state.query(body)  # rules only: sub-millisecond numpy

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from frugalrec.serve.deps import Reader, State, Writer
 from frugalrec.serve.schemas import ErrorBody, ForgetResult, RecommendationList
@@ -43,9 +44,13 @@ async def recommendations(
     explain: bool = False,
     budget_ms: Annotated[float | None, Query(gt=0, le=60_000)] = None,
 ) -> Response:
-    # Runs on the event loop: a cache hit takes microseconds and a miss ~1 ms of numpy plus
-    # a WAL read that never waits for a writer; a thread-pool hop would cost more.
-    payload, tier = state.recommend(user_id, k, explain, budget_ms)
+    if state.llm is not None:
+        # The LLM stage may take seconds of model time: keep it off the event loop.
+        payload, tier = await run_in_threadpool(state.recommend, user_id, k, explain, budget_ms)
+    else:
+        # Runs on the event loop: a cache hit takes microseconds and a miss ~1 ms of numpy
+        # plus a WAL read that never waits for a writer; a thread-pool hop would cost more.
+        payload, tier = state.recommend(user_id, k, explain, budget_ms)
     request.state.tier = tier
     # The payload is built from plain floats/ints/strings in the documented shape (tested);
     # re-validating it through the response model cost ~0.3 ms per request, the hottest path.

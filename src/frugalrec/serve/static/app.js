@@ -27,7 +27,8 @@ async function api(path, options) {
 function costLine(cost) {
   const stages = Object.entries(cost.stages_ms)
     .map(([k, v]) => k.replace(/_ms$/, "") + " " + v.toFixed(2)).join(", ");
-  return `tier ${cost.tier} (${cost.pipeline}, model v${cost.model_version}), ` +
+  const llm = cost.route ? `, LLM ${cost.llm_fired ? "fired" : "not fired"} (${cost.route})` : "";
+  return `tier ${cost.tier} (${cost.pipeline}, model v${cost.model_version}${llm}), ` +
     `cache ${cost.cache}, ${cost.total_ms.toFixed(2)} ms total: ${stages}`;
 }
 
@@ -42,7 +43,7 @@ function renderItems(items, withActions) {
     title.textContent = it.title;
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = ` ${it.year ?? ""} · ${it.genres ?? ""} · score ${it.score.toFixed(3)}`;
+    meta.textContent = ` ${it.year ?? ""} · ${it.genres ?? ""} · score ${it.score == null ? "–" : it.score.toFixed(3)}`;
     li.append(title, meta);
     if (withActions) {
       const actions = document.createElement("span");
