@@ -246,6 +246,16 @@ class ServiceState:
         )
         if old is not None:
             cascade.lock, cascade._ms, cascade._tokens = old.lock, old._ms, old._tokens
+        else:
+            # Budget decisions start from this machine's measured ms per prompt token, not
+            # the prior (which only ever updates when the LLM fires): two passes over the
+            # most popular items as history and candidates.
+            popular = np.argsort(-np.asarray(serving.model.item_popularity_), kind="stable")
+            n = s.llm_candidates
+            try:
+                cascade.calibrate(popular[n : 2 * n], popular[:n], repeats=2)
+            except Exception as exc:  # a failing model must not stop the cheap service
+                log.warning("LLM calibration failed (%s); the cascade keeps its prior", exc)
         return cascade
 
     def _pipeline(self, serving: ServingModel) -> RecommendPipeline:
