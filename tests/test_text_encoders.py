@@ -176,6 +176,20 @@ def test_int8_is_smaller_and_onnx_int8_stays_faithful(ladder: dict, tier: str) -
     assert _cos(onnx8.encode(texts), r).mean() >= 0.99
 
 
+@pytest.mark.parametrize("tier", ["minilm", "mpnet"])
+def test_direct_onnx_path_equals_the_sentence_transformers_wrapper(ladder: dict, tier: str) -> None:
+    enc = _get(ladder, tier, "onnx")
+    assert enc._session is not None  # transformer -> mean pooling -> normalize: direct path
+    texts = [*TEXTS, "a much longer text " * 40]  # past max_seq_length: truncation agrees
+    direct = enc.encode(texts)
+    session, enc._session = enc._session, None
+    try:
+        wrapped = enc.encode(texts)
+    finally:
+        enc._session = session
+    np.testing.assert_allclose(direct, wrapped, atol=1e-5)
+
+
 def test_static_is_mostly_empty_safe(ladder: dict) -> None:
     enc = _get(ladder, "static", "numpy")
     vecs = enc.encode(["", "Toy Story"])
