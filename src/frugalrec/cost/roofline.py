@@ -63,7 +63,9 @@ class Calibration:
     """Roofline efficiencies per stage kind, fitted on ``profile``'s measurements.
 
     Keys of ``kinds`` are ``kind`` or ``kind/b<batch>`` (a batch-specific fit);
-    ``kinds[ALL_KINDS]`` is a fit over every record, used for kinds never seen in calibration.
+    ``kinds["family:*"]`` fits every kind of one family (the part before the last ``:``, so
+    ``score:sparse`` falls back on all ``score:*`` records); ``kinds[ALL_KINDS]`` is a fit
+    over every record, used for kinds whose family was never seen in calibration.
     """
 
     profile: str
@@ -73,7 +75,7 @@ class Calibration:
     def for_kind(self, kind: str, batch_size: int | None = None) -> KindCalibration:
         """The most specific fit: ``kind/b<batch>``, then ``kind``, then all kinds."""
         keys = [f"{kind}/b{batch_size}"] if batch_size is not None else []
-        for key in [*keys, kind, ALL_KINDS]:
+        for key in [*keys, kind, *_families(kind), ALL_KINDS]:
             if key in self.kinds:
                 return self.kinds[key]
         raise KeyError(f"no calibration for stage kind {kind!r} and no fallback")
@@ -121,6 +123,12 @@ def _loss(
     pen_c = _PRIOR * np.maximum(0.0, -np.log(ec))
     pen_m = _PRIOR * np.maximum(0.0, -np.log(em))
     return out + pen_o[:, None, None] + pen_c[None, :, None] + pen_m[None, None, :]
+
+
+def _families(kind: str) -> list[str]:
+    """``"a:b:c"`` -> ``["a:b:*", "a:*"]``: the fallbacks of a kind, nearest first."""
+    parts = kind.split(":")
+    return [":".join(parts[:i]) + ":*" for i in range(len(parts) - 1, 0, -1)]
 
 
 def _clip_log(v: float) -> float:
@@ -232,6 +240,11 @@ def calibrate(
         for key, recs in groups.items()
         if "/b" not in key or (len(recs) >= 2 and len(recs) < len(groups[key.split("/b")[0]]))
     }
+    # Families: an unseen kind is projected from its relatives (another scoring primitive)
+    # before falling back on every record (pop's vector copy priced like an HNSW search).
+    for r in records:
+        for fam in _families(r.kind):
+            groups.setdefault(fam, []).append(r)
     groups[ALL_KINDS] = list(records)
     cal = Calibration(profile=profile.name, quantile=quantile)
     for kind, recs in groups.items():
