@@ -175,6 +175,26 @@ def _timestamps(name: str, df: pd.DataFrame) -> tuple[np.ndarray, list[Problem]]
     return out, problems
 
 
+def _duplicate_ids(table: pd.DataFrame, column: str, path: object) -> list[Problem]:
+    """One problem per repeated id in ``column`` (the first occurrence is the valid one).
+
+    User ids are not echoed back: they may be personal data, so the line number names them.
+    """
+    dup = table[column].duplicated(keep="first").to_numpy()
+    lines = _lines(table)
+    return [
+        Problem(
+            str(path),
+            f"duplicate user id on line {int(lines[j])}"
+            if column == "user"
+            else f"duplicate {column} id {table[column].iloc[j]!r}",
+            line=int(lines[j]),
+            field=column,
+        )
+        for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
+    ]
+
+
 def load_interactions(
     interactions: str | Path,
     items: str | Path | None = None,
@@ -209,17 +229,7 @@ def load_interactions(
         item_table, item_problems = read_table(items, ("item", "title"))
         problems += item_problems
         if not item_problems:
-            dup = item_table["item"].duplicated(keep="first").to_numpy()
-            lines = _lines(item_table)
-            problems += [
-                Problem(
-                    str(items),
-                    f"duplicate item id {item_table['item'].iloc[j]!r}",
-                    line=int(lines[j]),
-                    field="item",
-                )
-                for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
-            ]
+            problems += _duplicate_ids(item_table, "item", items)
             if "year" in item_table:
                 item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype(
                     "Int64"
@@ -229,17 +239,7 @@ def load_interactions(
         user_table, user_problems = read_table(users, ("user",))
         problems += user_problems
         if not user_problems:
-            dup = user_table["user"].duplicated(keep="first").to_numpy()
-            lines = _lines(user_table)
-            problems += [
-                Problem(
-                    str(users),
-                    f"duplicate user id on line {int(lines[j])}",
-                    line=int(lines[j]),
-                    field="user",
-                )
-                for j in np.flatnonzero(dup)[:MAX_PROBLEMS]
-            ]
+            problems += _duplicate_ids(user_table, "user", users)
     if problems:
         raise DataValidationError(
             problems[:MAX_PROBLEMS], truncated=max(0, len(problems) - MAX_PROBLEMS)
