@@ -615,6 +615,22 @@ class ServiceState:
         self.metrics.events_in_store.set(self.store.count_events())
         return n
 
+    def _purge_forgotten_versions(self, current: int) -> None:
+        """Delete the files of older model versions that still hold a forgotten user's
+        history (the new version, fitted without them, is serving now)."""
+        import shutil
+
+        from frugalrec.serve.forget import versions_holding
+
+        forgotten = self.store.forgotten_users()
+        if not forgotten:
+            return
+        by_version = {m.version: m for m in self.store.models()}
+        for p in forgotten:
+            for v in versions_holding(self.store, p):
+                if v != current:
+                    shutil.rmtree(by_version[v].path, ignore_errors=True)
+
     # ---- retraining ------------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:
         with self._retrain_lock:
@@ -630,6 +646,7 @@ class ServiceState:
             trained = self._fit_and_register()
             self.serving = self._serving(trained)  # the atomic swap
             self.results.clear()
+            self._purge_forgotten_versions(trained.version)
             job.new_version = trained.version
             job.state = "done"
             self.metrics.retrains.labels("done").inc()
