@@ -6,9 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from frugalrec._io import dumps
 from frugalrec._table import format_table
+
+if TYPE_CHECKING:
+    from frugalrec.cost.records import CostRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -178,7 +182,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0 if verified is None or verified["meets_budget"] is not False else 1
 
 
-def _resized(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+def _resized(args: argparse.Namespace) -> list[CostRecord]:
     """Bench records with their cost resized to ``--catalogue-size`` items."""
     import json
 
