@@ -149,12 +149,10 @@ def _polish(
     t_min = float(t.min())
 
     def loss(x: np.ndarray) -> float:
-        frac = min(max(float(x[0]), 0.0), 0.999)
-        ec_x, em_x = math.exp(_clip_log(x[1])), math.exp(_clip_log(x[2]))
-        pred = frac * t_min + np.maximum(tc1 / ec_x, tm1 / em_x)
-        fit = float(np.abs(np.log(pred / t)).mean())
-        prior = _PRIOR * (max(0.0, -x[1]) + max(0.0, -x[2]) + frac)
-        return fit + prior
+        # The grid's own loss (fit + prior) at one point, so both stages minimise the same.
+        o_x = np.array([min(max(float(x[0]), 0.0), 0.999) * t_min])
+        ec_x, em_x = np.exp([_clip_log(x[1])]), np.exp([_clip_log(x[2])])
+        return float(_loss(t, tc1, tm1, o_x, ec_x, em_x)[0, 0, 0])
 
     # Where flops and bytes grow together the two explanations (compute-bound at a low
     # efficiency, memory-bound at a high one) are a flat valley between two basins: start
