@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,13 @@ class ForgetReport:
         return asdict(self)
 
 
-def versions_holding(store: Store, pseudonym: str) -> list[int]:
-    """Registered model versions whose saved artifact lists ``pseudonym`` with a non-empty
-    training history (an empty row is harmless: it carries no interactions)."""
+def versions_holding(store: Store, pseudonyms: str | Collection[str]) -> list[int]:
+    """Registered model versions whose saved artifact lists any of ``pseudonyms`` with a
+    non-empty training history (an empty row is harmless: it carries no interactions).
+    Each version's files are read once, however many pseudonyms are asked about."""
     import numpy as np
 
+    wanted = {pseudonyms} if isinstance(pseudonyms, str) else set(pseudonyms)
     out = []
     for entry in store.models():
         path = Path(entry.path)
@@ -51,17 +54,25 @@ def versions_holding(store: Store, pseudonym: str) -> list[int]:
             rows = json.loads((path / "users.json").read_text())["rows"]
         except (OSError, ValueError, KeyError):
             continue  # gone or unreadable: holds nothing that can be served
-        if pseudonym not in rows:
+        held = [i for i, p in enumerate(rows) if p in wanted]
+        if not held:
             continue
-        row = rows.index(pseudonym)
         try:
             with np.load(path / "arrays.npz", allow_pickle=False) as z:
                 indptr = z["history_indptr"]
         except (OSError, ValueError, KeyError):
             continue
-        if row + 1 < len(indptr) and indptr[row + 1] > indptr[row]:
+        if any(row + 1 < len(indptr) and indptr[row + 1] > indptr[row] for row in held):
             out.append(entry.version)
     return out
+
+
+def purge_versions(store: Store, versions: Collection[int]) -> None:
+    """Delete the files of these registered versions (their registry rows stay; a service
+    starting later skips them as unloadable)."""
+    by_version = {m.version: m for m in store.models()}
+    for v in versions:
+        shutil.rmtree(by_version[v].path, ignore_errors=True)
 
 
 def forget_user(
@@ -91,10 +102,8 @@ def forget_user(
         report.new_version = save_version(trained, Path(model_dir), store).version
     holding = versions_holding(store, p)
     if purge_old_versions and report.new_version is not None:
-        by_version = {m.version: m for m in store.models()}
-        for v in holding:
-            shutil.rmtree(by_version[v].path, ignore_errors=True)
-            report.purged_versions.append(v)
+        purge_versions(store, holding)
+        report.purged_versions.extend(holding)
         holding = versions_holding(store, p)
     report.versions_still_holding_user = holding
     if compact and store.url.startswith("sqlite:///"):

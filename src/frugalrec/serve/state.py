@@ -618,18 +618,13 @@ class ServiceState:
     def _purge_forgotten_versions(self, current: int) -> None:
         """Delete the files of older model versions that still hold a forgotten user's
         history (the new version, fitted without them, is serving now)."""
-        import shutil
-
-        from frugalrec.serve.forget import versions_holding
+        from frugalrec.serve.forget import purge_versions, versions_holding
 
         forgotten = self.store.forgotten_users()
         if not forgotten:
             return
-        by_version = {m.version: m for m in self.store.models()}
-        for p in forgotten:
-            for v in versions_holding(self.store, p):
-                if v != current:
-                    shutil.rmtree(by_version[v].path, ignore_errors=True)
+        holding = versions_holding(self.store, forgotten)
+        purge_versions(self.store, [v for v in holding if v != current])
 
     # ---- retraining ------------------------------------------------------------------------
     def start_retrain(self) -> RetrainJob:
