@@ -152,7 +152,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         out = session.turn(text)
         if args.json:
-            print(dumps({k: v for k, v in out.items()}), flush=True)
+            print(dumps(out), flush=True)
             continue
         print(f"[{out['parser']}] understood: {out['understood'] or 'nothing new'}")
         print(format_table(out["items"], ["rank", "title", "genres", "explanation"], 3))

@@ -74,9 +74,10 @@ class EvidenceBuilder:
         self.items = items
         self.top = top
         self.G, self.genre_names = genre_matrix(items)
-        # Per-item lookups done once, not per request (a service builds evidence per call).
-        self._titles = items["title"].astype(str).to_numpy()
-        self._years = [_year(items, i) for i in range(len(items))]
+        # Per-item lookups done once, not per request (a service builds evidence per call;
+        # LLMTier also describes its answers with them).
+        self.titles = items["title"].astype(str).to_numpy()
+        self.years = [_year(items, i) for i in range(len(items))]
         w = getattr(model, "weights_", None)
         n = len(items)
         if isinstance(w, np.ndarray) and w.shape == (n, n):
@@ -102,7 +103,7 @@ class EvidenceBuilder:
         history = np.asarray(history, dtype=np.int64)
         recommended = np.asarray(recommended, dtype=np.int64)
         rec = recommended[recommended >= 0]
-        titles = self._titles
+        titles = self.titles
         if len(history):
             C = np.asarray(self._pair(history, rec), dtype=np.float32)  # [H, K]
             order = np.argsort(-C, axis=0, kind="stable")[: self.top]  # [top, K]
@@ -125,7 +126,7 @@ class EvidenceBuilder:
                 key=lambda x: -x[1],
             )[:2]  # fmt: skip
             terms = sorted(set(genres) & (query_genres or set()))
-            year = self._years[int(i)]
+            year = self.years[int(i)]
             if year_range and year is not None and any(v is not None for v in year_range):
                 terms.append(f"year {year}")
             out.append(

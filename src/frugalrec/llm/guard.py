@@ -56,6 +56,9 @@ class Guard:
         self._by_first: dict[str, list[tuple[str, ...]]] = {}
         for key in self._titles:
             self._by_first.setdefault(key[0], []).append(key)
+        # Longest first, sorted once here rather than per word of every checked sentence.
+        for keys in self._by_first.values():
+            keys.sort(key=len, reverse=True)
         genre_names = set(GENRE_WORDS.values())
         if "genres" in items.columns:
             genre_names |= {g for gs in items["genres"].dropna().astype(str) for g in gs.split("|")}
@@ -89,7 +92,7 @@ class Guard:
         for p, (w, _) in enumerate(words):
             if not w[0].isupper():
                 continue
-            for key in sorted(self._by_first.get(lower[p], ()), key=len, reverse=True):
+            for key in self._by_first.get(lower[p], ()):
                 if tuple(lower[p : p + len(key)]) == key:
                     if self._titles[key] not in allowed_items and not self._inside_allowed(
                         key, evidence

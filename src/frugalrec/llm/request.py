@@ -14,13 +14,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
-from frugalrec.llm.cascade import Cascade, CascadeConfig
+from frugalrec.llm.cascade import Cascade, CascadeAnswer, CascadeConfig, relative_margin
 from frugalrec.llm.evidence import EvidenceBuilder
 from frugalrec.llm.explainers import LLMExplainer, explained_rows
 from frugalrec.llm.guard import Guard
 from frugalrec.llm.reranker import LLMReranker, RerankerConfig
 from frugalrec.llm.runtime import LLM
-from frugalrec.models.base import Recommender
+from frugalrec.models.base import Recommender, mask_seen, top_k
 from frugalrec.pipeline.config import PipelineConfig
 from frugalrec.pipeline.recommend import RecommendPipeline
 
@@ -59,6 +59,10 @@ class LLMTier:
         self.evidence = EvidenceBuilder(model, ds.items)
         self.guard = Guard(ds.items)
         self.explainer = LLMExplainer(llm, self.guard) if llm and llm_explanations else None
+        # Genre strings once per catalogue (titles and years come from the evidence builder):
+        # describing an answer then costs no DataFrame lookups.
+        tbl = ds.items
+        self._genres = tbl["genres"].astype(str).to_numpy() if "genres" in tbl.columns else None
 
     def answer(
         self,
@@ -113,11 +117,8 @@ class LLMTier:
         allowed: np.ndarray | None,
         boost: np.ndarray | None,
         t0: float,
-    ) -> Any:
+    ) -> CascadeAnswer:
         """Cheap scoring with hard filters and boosts, then the same cascade logic."""
-        from frugalrec.llm.cascade import CascadeAnswer, relative_margin
-        from frugalrec.models.base import mask_seen, top_k
-
         s = np.array(self.model.fold_in(H), dtype=np.float32, copy=True)
         if boost is not None:
             s += boost[None, :].astype(np.float32)
@@ -133,18 +134,16 @@ class LLMTier:
         )  # fmt: skip
 
     def _describe(self, items: list[int], scores: np.ndarray) -> list[dict[str, Any]]:
-        tbl = self.ds.items
         rows = []
         for rank, i in enumerate(items):
-            year = tbl["year"].iloc[i] if "year" in tbl.columns else None
             score = float(scores[rank]) if rank < len(scores) else math.nan
             rows.append(
                 {
                     "rank": rank + 1,
                     "item": str(self.ds.items_vocab.ids[i]),
-                    "title": str(tbl["title"].iloc[i]),
-                    "year": None if year is None or year != year else int(year),
-                    "genres": str(tbl["genres"].iloc[i]) if "genres" in tbl.columns else "",
+                    "title": str(self.evidence.titles[i]),
+                    "year": self.evidence.years[i],
+                    "genres": str(self._genres[i]) if self._genres is not None else "",
                     "score": score if math.isfinite(score) else None,
                 }
             )
