@@ -49,6 +49,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if not args.skip_bench:
         bench_dir = out / "bench"
+        plan = ["plan", "--bench", str(bench_dir / "bench.json"),
+                "--hardware", "local,cpu16,t4,l4,h100", "--p99-ms", "50", "--qps", "200",
+                "--budget-usd-month", "500"]  # fmt: skip
         steps += [
             (
                 "5. Cost and quality side by side (bench --quick)",
@@ -56,15 +59,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ),
             (
                 "6. Plan: best configuration for 200 QPS, p99 <= 50 ms, <= $500/month",
-                ["plan", "--bench", str(bench_dir / "bench.json"),
-                 "--hardware", "local,cpu16,t4,l4,h100", "--p99-ms", "50", "--qps", "200",
-                 "--budget-usd-month", "500"],
+                plan,
             ),
             (
                 "7. The same budget for a 1M-item catalogue (costs resized by fitted curves)",
-                ["plan", "--bench", str(bench_dir / "bench.json"),
-                 "--hardware", "local,cpu16,t4,l4,h100", "--p99-ms", "50", "--qps", "200",
-                 "--budget-usd-month", "500", "--catalogue-size", "1000000"],
+                [*plan, "--catalogue-size", "1000000"],
             ),
         ]  # fmt: skip
     for title, argv in steps:
