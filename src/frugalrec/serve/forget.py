@@ -22,7 +22,7 @@ from frugalrec.data.dataset import Dataset
 from frugalrec.pipeline.config import PipelineConfig
 from frugalrec.privacy.pseudonyms import Pseudonymiser
 from frugalrec.serve.store import Store
-from frugalrec.serve.training import fit_model, save_version
+from frugalrec.serve.training import catalogue_vectors, fit_model, save_version
 
 
 @dataclass
@@ -98,6 +98,8 @@ def forget_user(
             pseudonymiser.pseudonyms(dataset.users_vocab.ids),
             store.all_events(),
             store.forgotten_users(),
+            # A text-aware model refits on the same item vectors the service uses.
+            catalogue_vectors(config, dataset)[1],
         )
         report.new_version = save_version(trained, Path(model_dir), store).version
     holding = versions_holding(store, p)

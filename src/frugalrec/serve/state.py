@@ -172,11 +172,9 @@ class ServiceState:
         return "text" if model_class(self.config.model).uses_item_vectors else "cheap"
 
     def _load_encoder(self) -> None:
-        from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+        from frugalrec.serve.training import catalogue_vectors
 
-        backend = None if self.config.backend == "none" else self.config.backend
-        self.encoder = load_encoder(self.config.encoder, backend)
-        self.item_vectors = EmbeddingCache(self.encoder).encode(item_texts(self.dataset.items))
+        self.encoder, self.item_vectors = catalogue_vectors(self.config, self.dataset)
 
     def _initial_model(self) -> TrainedModel:
         """The newest registered version that matches the config and loads intact, else a

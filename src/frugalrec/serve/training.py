@@ -97,6 +97,18 @@ def training_matrix(
     return X, rows
 
 
+def catalogue_vectors(config: PipelineConfig, dataset: Dataset) -> tuple[Any, np.ndarray | None]:
+    """(encoder, item vectors float32 [n_items, d]) of ``config``'s encoder tier through the
+    embedding cache, or (None, None) when the config has no encoder."""
+    if config.encoder == "none":
+        return None, None
+    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+
+    backend = None if config.backend == "none" else config.backend
+    encoder = load_encoder(config.encoder, backend)
+    return encoder, EmbeddingCache(encoder).encode(item_texts(dataset.items))
+
+
 def fit_model(
     config: PipelineConfig,
     dataset: Dataset,
