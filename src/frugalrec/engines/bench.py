@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -35,7 +34,9 @@ def _machine() -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from frugalrec.cost.profiler import process_peak_rss_bytes
+
+    return process_peak_rss_bytes() / 2**20
 
 
 def catalogue_texts(n: int, seed: int = 42) -> list[str]:
@@ -153,6 +154,7 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from frugalrec._threads import configure_threads
+    from frugalrec.cost.profiler import latency_percentiles
     from frugalrec.data.synthetic_parquet import write_synthetic_dataset
     from frugalrec.engines import make_engine
     from frugalrec.pipeline.retrieval import (
@@ -230,10 +232,8 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
     X = np.ascontiguousarray(x, dtype=np.float32)
     t0 = time.perf_counter()
     truth, _ = ExactRetriever().build(X).search(q, args.k)
-    out["exact"] = {
-        "batch_seconds": time.perf_counter() - t0,
-        "qps_batch": args.queries / (time.perf_counter() - t0),
-    }
+    exact_s = time.perf_counter() - t0
+    out["exact"] = {"batch_seconds": exact_s, "qps_batch": args.queries / exact_s}
     out["indexes"] = {}
     kinds = {"ivfpq": IVFPQConfig(), "hnsw": HNSWConfig()}
     for name in args.indexes.split(","):
@@ -249,18 +249,14 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
             t1 = time.perf_counter()
             r.search(q[i : i + 1], args.k)
             singles.append(time.perf_counter() - t1)
-        lat = np.asarray(singles) * 1e3
+        lat = latency_percentiles(singles)
         out["indexes"][name] = {
             "config": cfg.to_dict(),
             "build_seconds": build_s,
             "memory_mb": r.memory_bytes() / 2**20,
             f"recall@{args.k}_vs_exact": recall_at_k(found, truth),
             "qps_batch": len(q) / batch_s,
-            "single_query_ms": {
-                "p50": float(np.percentile(lat, 50)),
-                "p99": float(np.percentile(lat, 99)),
-                "n": len(singles),
-            },
+            "single_query_ms": {"p50": lat["p50_ms"], "p99": lat["p99_ms"], "n": lat["n"]},
             "peak_rss_mb": _peak_rss_mb(),
         }
         print(f"{name}: {out['indexes'][name]}", file=sys.stderr)
