@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from frugalrec._linalg import normalise_rows
+from frugalrec.text.features import multi_hot
 
 
 @dataclass
@@ -53,10 +54,7 @@ class Evidence:
 
 def genre_matrix(items: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Multi-hot float32 [n_items, n_genres] (unscaled) and the genre names."""
-    if "genres" not in items.columns:
-        return np.zeros((len(items), 0), np.float32), []
-    d = items["genres"].fillna("").astype(str).str.get_dummies(sep="|")
-    return d.to_numpy(dtype=np.float32), [str(c) for c in d.columns]
+    return multi_hot(items, "genres")
 
 
 def _year(items: pd.DataFrame, i: int) -> int | None:

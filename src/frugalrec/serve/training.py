@@ -102,11 +102,11 @@ def catalogue_vectors(config: PipelineConfig, dataset: Dataset) -> tuple[Any, np
     embedding cache, or (None, None) when the config has no encoder."""
     if config.encoder == "none":
         return None, None
-    from frugalrec.text import EmbeddingCache, item_texts, load_encoder
+    from frugalrec.text import load_encoder
+    from frugalrec.text.features import encode_items
 
-    backend = None if config.backend == "none" else config.backend
-    encoder = load_encoder(config.encoder, backend)
-    return encoder, EmbeddingCache(encoder).encode(item_texts(dataset.items))
+    encoder = load_encoder(config.encoder, None if config.backend == "none" else config.backend)
+    return encoder, encode_items(dataset, encoder=encoder)
 
 
 def fit_model(

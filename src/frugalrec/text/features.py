@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
@@ -13,15 +14,20 @@ if TYPE_CHECKING:
     from frugalrec.text.encoders import TextEncoder
 
 
+def multi_hot(items: pd.DataFrame, column: str = "genres") -> tuple[np.ndarray, list[str]]:
+    """Unscaled 0/1 float32 [n_items, n_values] of a '|'-joined column and the value names
+    (an [n_items, 0] matrix when the column is absent)."""
+    if column not in items.columns:
+        return np.zeros((len(items), 0), np.float32), []
+    dummies = items[column].fillna("").astype(str).str.get_dummies(sep="|")
+    return dummies.to_numpy(dtype=np.float32), [str(c) for c in dummies.columns]
+
+
 def attribute_block(ds: Dataset, column: str = "genres") -> np.ndarray | None:
     """Multi-hot float32 [n_items, n_values] of a '|'-joined column, rows scaled to unit norm
     so an item with many genres weighs as much as one with few. None if absent/empty."""
-    if column not in ds.items:
-        return None
-    dummies = ds.items[column].fillna("").astype(str).str.get_dummies(sep="|")
-    if not dummies.shape[1]:
-        return None
-    return normalise_rows(dummies.to_numpy(dtype=np.float32))
+    matrix, _ = multi_hot(ds.items, column)
+    return normalise_rows(matrix) if matrix.shape[1] else None
 
 
 def encode_items(
