@@ -187,6 +187,61 @@ def test_forget_cli(tmp_path: Path, capsys) -> None:
     assert "store_url" in capsys.readouterr().err
 
 
+def test_forget_cli_refits_a_text_aware_model_on_the_catalogue_vectors(
+    tmp_path: Path, capsys
+) -> None:
+    """The offline forget once refitted text-aware models without their item vectors: the
+    new version must hold the same vectors the service encodes and equal a fresh fit."""
+    from frugalrec.cli import main
+    from frugalrec.models.textmap import TextMapRecommender
+    from frugalrec.pipeline.config import PipelineConfig
+    from frugalrec.serve.catalogue import synthetic_dataset
+    from frugalrec.serve.store import open_store
+    from frugalrec.serve.training import catalogue_vectors, load_version, training_matrix
+
+    store, p = _store_with_events(tmp_path)
+    store.close()
+    config = PipelineConfig(model="textmap", encoder="static", backend="numpy")
+    (tmp_path / "config.json").write_text(config.to_json())
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    args = ["forget", "--user", "user-raw-1", "--store", url, "--dataset", "synthetic"]
+    args += ["--model-dir", str(tmp_path / "m"), "--json"]
+    assert main([*args, "--config", str(tmp_path / "config.json")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["new_version"] == 1 and report["events_deleted"] == 6
+
+    store = open_store(url)
+    latest = load_version(store.models()[-1])
+    ds = synthetic_dataset()
+    _, vectors = catalogue_vectors(config, ds)
+    assert vectors is not None and vectors.shape[0] == ds.n_items
+    X, rows = training_matrix(
+        ds, p.pseudonyms(ds.users_vocab.ids), store.all_events(), store.forgotten_users()
+    )
+    store.close()
+    assert p.pseudonym("user-raw-1") not in rows
+    reference = TextMapRecommender().fit(X, item_vectors=vectors)
+    model = latest.model
+    assert isinstance(model, TextMapRecommender)
+    # features_ = [item vectors | 1]: the refit saw the service's vectors, not none or others.
+    np.testing.assert_allclose(model.features_[:, :-1], vectors, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.projection_, reference.projection_, rtol=1e-4, atol=1e-5)
+    users = np.arange(X.shape[0])
+    np.testing.assert_array_equal(model.recommend(users, 5)[0], reference.recommend(users, 5)[0])
+
+    # A config that is not valid is refused by file and field before anything is deleted.
+    (tmp_path / "bad.json").write_text(config.replace(encoder="nope").to_json())
+    before = open_store(url)
+    n_before = before.count_events()
+    before.close()
+    assert main([*args[:2], "user-raw-2", *args[3:], "--config", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "encoder" in err
+    after = open_store(url)
+    assert after.count_events() == n_before
+    after.close()
+
+
 @pytest.mark.parametrize("compact", [True, False])
 def test_forgotten_rows_leave_no_bytes_in_the_sqlite_file(tmp_path: Path, compact: bool) -> None:
     from frugalrec.serve.forget import forget_user

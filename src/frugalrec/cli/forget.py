@@ -60,12 +60,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
             from frugalrec.serve.catalogue import load_serving_dataset
             from frugalrec.serve.state import DEFAULT_CONFIG, ServiceState
 
-            config = ServiceState._load_config(args.config) if args.config else DEFAULT_CONFIG
-            if config.encoder != "none":
-                raise UsageError(
-                    "--config uses a text encoder: retrain through the service "
-                    "(POST /v1/admin/retrain) or pass --no-retrain"
-                )
+            # A text-aware config refits on the service's own catalogue vectors (forget_user
+            # encodes them through the embedding cache), so any config the service runs works.
+            try:
+                config = ServiceState._load_config(args.config) if args.config else DEFAULT_CONFIG
+            except ValueError as exc:  # names the file and the field; nothing deleted yet
+                raise UsageError(str(exc)) from exc
             dataset = load_serving_dataset(settings.dataset)
             model_dir = settings.resolved_model_dir()
         report = forget_user(

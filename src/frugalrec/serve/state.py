@@ -159,9 +159,9 @@ class ServiceState:
             return DEFAULT_CONFIG
         try:
             cfg = PipelineConfig.from_json(Path(path).read_text())
-        except OSError as exc:
+            cfg.validate()
+        except (OSError, ValueError) as exc:  # unreadable, not JSON, or an invalid field
             raise ValueError(f"--config {path}: {exc}") from exc
-        cfg.validate()
         if cfg.reranker not in ("none", "llm"):
             raise ValueError(f"{path}: reranker {cfg.reranker!r} is not served (none | llm)")
         return cfg
