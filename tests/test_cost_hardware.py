@@ -436,3 +436,36 @@ def test_measure_retrieval_scaling_small() -> None:
     assert costs[0].working_set_bytes == 600 * 32 * 4
     fits = fit_retrieval_scaling(recs)
     assert set(fits) == {"exact"}
+
+
+def test_launch_figures_go_together_and_name_the_missing_one(tmp_path) -> None:
+    from frugalrec.cost.hardware import HardwareProfileError, load_profiles
+
+    base = """profiles:
+  g:
+    kind: gpu
+    cores: 10
+    memory_gb: 16
+    mem_bandwidth_gbs: 300
+    peak_tflops: {fp32: 8.0}
+    usd_per_hour: 0.5
+    launch_us: 30
+    kernel_us: 5
+LAST
+    sources: {cores: a, memory_gb: b, mem_bandwidth_gbs: c, peak_tflops: d, usd_per_hour: e,
+              launch_us: f, kernel_us: f, sync_us: f}
+"""
+    path = tmp_path / "hw.yaml"
+    path.write_text(base.replace("LAST\n", ""))
+    with pytest.raises(HardwareProfileError, match=r"hw.yaml: profiles.g.sync_us: .*together"):
+        load_profiles(path, ceilings=FAKE)
+    path.write_text(base.replace("LAST", "    sync_us: 8"))
+    g = load_profiles(path, ceilings=FAKE)["g"]
+    assert (g.launch_us, g.kernel_us, g.sync_us) == (30.0, 5.0, 8.0)
+    path.write_text(base.replace("LAST", "    sync_us: -1"))
+    with pytest.raises(HardwareProfileError, match="sync_us: must be non-negative"):
+        load_profiles(path, ceilings=FAKE)
+    # The shipped GPU profiles carry the launch model, with its source; CPUs do not.
+    shipped = load_profiles(ceilings=FAKE)
+    assert shipped["h100"].launch_us and "fitted" in shipped["h100"].sources["launch_us"]
+    assert shipped["cpu16"].launch_us is None

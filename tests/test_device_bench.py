@@ -79,3 +79,113 @@ def test_compare_reports_efficiency_that_does_not_transfer() -> None:
                   "big", profiles={"local": here, "big": there})  # fmt: skip
     assert res["cross_device_median_abs_error"] > 0.8
     assert res["within_device_median_abs_error"] < 0.1
+
+
+def _gpu(name: str = "gpu", **launch: float) -> HardwareProfile:
+    return HardwareProfile(name=name, kind="gpu", cores=100, memory_gb=80,
+                           mem_bandwidth_gbs=2000, peak_flops={"fp32": 50e12, "fp16": 400e12},
+                           usd_per_hour=2.0, **launch)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_project_is_launch_bound_or_roofline_bound_whichever_is_slower() -> None:
+    from frugalrec.cost.roofline import Calibration, KindCalibration, project
+
+    cal = Calibration(profile="local", quantile=0.5,
+                      kinds={"x": KindCalibration(overhead_s=5e-3, eff_compute=0.5,
+                                                  eff_memory=0.5)})  # fmt: skip
+    gpu = _gpu(launch_us=20.0, kernel_us=4.0, sync_us=10.0)
+    small = StageCost(name="s", kind="x", flops=1e6, bytes_moved=1e6, launches=100)
+    # Host-bound: 100 launches at 20 us beat the device's 100 x 4 us + tiny roofline; the
+    # CPU's 5 ms per-call overhead does not travel to the accelerator.
+    assert project(small, cal, gpu) == pytest.approx(10e-6 + 100 * 20e-6)
+    # A CUDA graph launches once: the device's per-kernel floor binds instead.
+    roof = max(1e6 / (0.5 * 50e12), 1e6 / (0.5 * 2000e9))
+    assert project(small, cal, gpu, cuda_graph=True) == pytest.approx(10e-6 + roof + 100 * 4e-6)
+    # Big work: the roofline binds and the launches only add their device floor.
+    big = StageCost(name="b", kind="x", flops=1e13, bytes_moved=1e9, launches=100)
+    assert project(big, cal, gpu) == pytest.approx(10e-6 + 1e13 / (0.5 * 50e12) + 400e-6)
+    # Without a launch count, without launch figures, or calibrated on the machine itself:
+    # the calibrated overhead plus the roofline, as before.
+    plain = 5e-3 + roof
+    assert project(StageCost(name="s", kind="x", flops=1e6, bytes_moved=1e6), cal, gpu) == (
+        pytest.approx(plain)
+    )
+    assert project(small, cal, _gpu()) == pytest.approx(plain)
+    own = Calibration(profile="gpu", quantile=0.5, kinds=cal.kinds)
+    assert project(small, own, gpu) == pytest.approx(plain)
+
+
+def test_fit_launch_model_recovers_known_figures() -> None:
+    from frugalrec.cost.device_bench import fit_launch_model
+    from frugalrec.cost.roofline import Calibration, KindCalibration, project
+
+    cal = Calibration(profile="local", quantile=0.5,
+                      kinds={"llm": KindCalibration(0.0, 0.4, 0.6),
+                             "gemm": KindCalibration(0.0, 0.5, 0.8)})  # fmt: skip
+    truth = _gpu(launch_us=31.622776601683793, kernel_us=5.011872336272725, sync_us=10.0)
+    recs = []
+    for kind, n, sizes in (("llm", 1000, [1e9, 1e11, 1e12, 1e13]), ("gemm", 1, [1e5, 1e8, 1e10])):
+        for f in sizes:
+            for graph in (False, True):
+                r = StageCost(name=f"{kind}@{f}", kind=kind, flops=f, bytes_moved=f / 10,
+                              launches=n)  # fmt: skip
+                t = project(r, cal, truth, cuda_graph=graph)
+                recs.append(StageCost(name=r.name, kind=kind + (":cudagraph" if graph else ""),
+                                      flops=f, bytes_moved=f / 10, launches=n,
+                                      seconds=[t, t]))  # fmt: skip
+    fit = fit_launch_model(cal, recs, _gpu())
+    assert fit["launch_us"] == pytest.approx(31.62, rel=1e-3)
+    assert fit["kernel_us"] == pytest.approx(5.01, rel=1e-3)
+    assert fit["sync_us"] == pytest.approx(10.0, rel=0.15)  # on the grid's nearest point
+    assert fit["train_median_abs_error"] < 0.02
+    with pytest.raises(ValueError, match="launches"):
+        fit_launch_model(cal, [StageCost(name="a", kind="llm", flops=1, bytes_moved=1,
+                                         seconds=[1.0])], _gpu())  # fmt: skip
+
+
+def test_count_launches_counts_kernels_not_views_and_ignores_shapes() -> None:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from frugalrec.cost.device_bench import count_launches
+
+    a, b = torch.randn(3, 4), torch.randn(5, 4)
+    assert count_launches(lambda: a @ b.T) == 1  # the transpose is a view
+    assert count_launches(lambda: (a @ b.T).relu().sum()) == 3
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(**MINILM)).eval()
+
+    def fwd(batch: int, seq: int) -> int:
+        ids = torch.randint(1000, 3000, (batch, seq))
+        return count_launches(lambda: bert(input_ids=ids, attention_mask=torch.ones_like(ids)))
+
+    n = fwd(1, 8)
+    # 6 layers x (q, k, v, out, 2 FFN linears + attention + gelu + 2 adds + 2 norms) + embed.
+    assert 6 * 12 <= n <= 6 * 12 + 20
+    assert fwd(4, 32) == n
+
+
+def test_compare_reports_a_held_out_launch_model() -> None:
+    from frugalrec.cost.roofline import Calibration, KindCalibration, project
+
+    here = _profile("local", fp32_tflops=0.2, bw_gbs=20)
+    gpu_true = _gpu("big", launch_us=30.0, kernel_us=5.0, sync_us=10.0)
+    local = _synthetic(here, 0.5, 0.7, 2e-3)  # a CPU's 2 ms of Python per call
+    for r in local["records"]:
+        r["launches"] = 500 if r["kind"] == "llm:prefill" else 1
+    cal = Calibration(profile="local", quantile=0.5,
+                      kinds={k: KindCalibration(2e-3, 0.5, 0.7)
+                             for k in ("gemm:score", "llm:prefill")})  # fmt: skip
+    remote = []
+    for r in local["records"]:
+        for graph in (False, True):
+            s = StageCost(**r)
+            t = project(s, cal, gpu_true, cuda_graph=graph)
+            kind = s.kind + (":cudagraph" if graph else "")
+            remote.append({**r, "kind": kind, "seconds": [t] * 5})
+    res = compare(local, {"records": remote}, "big",
+                  profiles={"local": here, "big": _gpu("big")})  # fmt: skip
+    lm = res["launch_model"]
+    assert res["cross_device_median_abs_error_without_launch_model"] > 0.5
+    assert lm["held_out_median_abs_error"] < 0.1
+    assert lm["fitted_on_all"]["launch_us"] == pytest.approx(30.0, rel=0.1)

@@ -139,10 +139,59 @@ def _timer(device: str) -> Callable[[Callable[[], Any], int, float], list[float]
 
 
 def _record(name: str, kind: str, b: int, dtype: str, cost: dict[str, float],
-            seconds: list[float], streaming: bool, **meta: Any) -> dict[str, Any]:  # fmt: skip
+            seconds: list[float], streaming: bool, launches: int = 0,
+            **meta: Any) -> dict[str, Any]:  # fmt: skip
     stage = StageCost(name=name, kind=kind, batch_size=b, dtype=dtype, seconds=seconds,
-                      streaming=streaming, meta=meta, **cost)  # fmt: skip
+                      streaming=streaming, meta=meta, launches=launches, **cost)  # fmt: skip
     return asdict(stage)
+
+
+def count_launches(fn: Callable[[], Any]) -> int:
+    """Kernels one call of ``fn`` launches: the torch ops it dispatches, less those that
+    launch nothing (views, which only change metadata; detach; dropout in eval mode)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    silent = {torch.ops.aten.detach.default, torch.ops.aten.dropout.default,
+              torch.ops.aten.alias.default}  # fmt: skip
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if not (func.is_view or func in silent):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), _Count() as counter:
+        fn()
+    return counter.n
+
+
+def reference_launches() -> dict[str, int]:
+    """Launches per call of each stage kind :func:`measure` times, counted on the CPU with
+    small shapes (the counts do not depend on batch, length or catalogue size: checked in
+    tests). Fills records measured before launches were counted (``count-launches``)."""
+    import torch
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    items, users = torch.randn(50, 8), torch.randn(2, 8)
+    bert: Any = BertModel(BertConfig(**MINILM)).eval()
+    ids = torch.randint(1000, 3000, (1, 8))
+    llm: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)).eval()
+    out = {
+        "gemm:score": count_launches(lambda: users @ items.T),
+        "topk": count_launches(lambda: torch.topk(items, 3, dim=1)),
+        "encoder:minilm": count_launches(
+            lambda: bert(input_ids=ids, attention_mask=torch.ones_like(ids))
+        ),
+        "llm:prefill": count_launches(
+            lambda: llm(input_ids=ids, logits_to_keep=1, use_cache=False)
+        ),
+    }
+    out.update({f"{k}:cudagraph": v for k, v in list(out.items())[2:]})
+    return out
 
 
 def measure(device: str = "cpu", quick: bool = False, max_flops: float | None = None,
@@ -181,17 +230,20 @@ def measure(device: str = "cpu", quick: bool = False, max_flops: float | None = 
                             continue
                         users = torch.randn(b, d, generator=gen).to(device=device, dtype=td)
                         say(f"gemm {dtype} n={n} d={d} b={b}")
-                        secs = timed(lambda: users @ items.T, repeats, budget)  # noqa: B023
+                        gemm = lambda: users @ items.T  # noqa: B023, E731
+                        secs = timed(gemm, repeats, budget)
                         records.append(_record(f"gemm@{n}x{d}", "gemm:score", b, dtype, cost,
-                                               secs, True, n_items=n, dim=d))  # fmt: skip
+                                               secs, True, count_launches(gemm),
+                                               n_items=n, dim=d))  # fmt: skip
                 for b in (1, 16, 256):
                     scores = torch.randn(b, n, generator=gen).to(device=device, dtype=td)
                     cost = {"flops": float(b * n), "bytes_moved": float(b * n * _itemsize(dtype)),
                             "working_set_bytes": float(b * n * _itemsize(dtype))}  # fmt: skip
                     say(f"topk {dtype} n={n} b={b}")
-                    secs = timed(lambda: torch.topk(scores, K, dim=1), repeats, budget)  # noqa: B023
+                    topk = lambda: torch.topk(scores, K, dim=1)  # noqa: B023, E731
+                    secs = timed(topk, repeats, budget)
                     records.append(_record(f"topk@{n}", "topk", b, dtype, cost, secs, True,
-                                           n_items=n))  # fmt: skip
+                                           count_launches(topk), n_items=n))  # fmt: skip
             records += _measure_transformers(device, dtype, td, timed, repeats, budget,
                                              max_flops, gen, say)  # fmt: skip
     info: dict[str, Any] = {
@@ -226,12 +278,13 @@ def _measure_transformers(
             say(f"encoder {dtype} b={b} seq={seq}")
             fwd = lambda: bert(input_ids=ids, attention_mask=mask)  # noqa: B023, E731
             secs = timed(fwd, repeats, budget)
+            n_launch = count_launches(fwd)
             out.append(_record(f"minilm@b{b}s{seq}", "encoder:minilm", b, dtype, cost, secs,
-                               False, seq_len=seq))  # fmt: skip
+                               False, n_launch, seq_len=seq))  # fmt: skip
             if device.startswith("cuda"):
                 secs = timed(_cuda_graph(fwd), repeats, budget)
                 out.append(_record(f"minilm-graph@b{b}s{seq}", "encoder:minilm:cudagraph", b,
-                                   dtype, cost, secs, False, seq_len=seq))  # fmt: skip
+                                   dtype, cost, secs, False, n_launch, seq_len=seq))  # fmt: skip
     bert = None  # free it before the LLM is built
     llm: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M))
     llm = llm.to(device=device, dtype=td).eval()
@@ -244,12 +297,13 @@ def _measure_transformers(
         say(f"llm prefill {dtype} b={b} seq={seq}")
         fwd = lambda: llm(input_ids=ids, logits_to_keep=1, use_cache=False)  # noqa: B023, E731
         secs = timed(fwd, min(repeats, 20), budget)
+        n_launch = count_launches(fwd)
         out.append(_record(f"smollm2@b{b}s{seq}", "llm:prefill", b, dtype, cost, secs, False,
-                           seq_len=seq))  # fmt: skip
+                           n_launch, seq_len=seq))  # fmt: skip
         if device.startswith("cuda"):
             secs = timed(_cuda_graph(fwd), min(repeats, 20), budget)
             out.append(_record(f"smollm2-graph@b{b}s{seq}", "llm:prefill:cudagraph", b, dtype,
-                               cost, secs, False, seq_len=seq))  # fmt: skip
+                               cost, secs, False, n_launch, seq_len=seq))  # fmt: skip
     return out
 
 
@@ -274,6 +328,50 @@ def _cuda_graph(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def _stage(r: dict[str, Any]) -> StageCost:
     return StageCost(**r)
+
+
+# Grids of the launch model's figures (microseconds): wide enough for any host and device.
+_LAUNCH_GRID = np.logspace(-0.5, 2.7, 49)  # 0.3 .. 500 us per eager launch
+_KERNEL_GRID = np.concatenate([[0.0], np.logspace(-1, 1.7, 28)])  # 0 .. 50 us per kernel
+_SYNC_GRID = np.logspace(0, 2.5, 26)  # 1 .. 316 us per synchronised call
+
+
+def fit_launch_model(
+    cal: Any, records: Sequence[StageCost], profile: Any, quantile: float = 0.5
+) -> dict[str, float]:
+    """``launch_us``, ``kernel_us`` and ``sync_us`` of ``profile`` that best explain
+    ``records`` measured on it (eager kinds, and ``:cudagraph`` kinds replayed in one launch)
+    under :func:`roofline.project`, with ``cal``'s efficiencies from another machine.
+
+    Grid search minimising the mean ``|log(projected / measured)|``; returns the three
+    figures plus ``train_median_abs_error`` and ``n_records``. Only records that counted
+    their launches take part."""
+    from frugalrec.cost.roofline import roofline_seconds
+
+    recs = [r for r in records if r.launches > 0]
+    if not recs:
+        raise ValueError("fit_launch_model: no record counted its kernel launches")
+    t = np.array([r.quantile_s(quantile) for r in recs])
+    n = np.array([float(r.launches) for r in recs])
+    host_n = np.array([1.0 if r.kind.endswith(":cudagraph") else float(r.launches)
+                       for r in recs])  # fmt: skip
+    roof = np.array([roofline_seconds(r, cal.for_kind(r.kind.removesuffix(":cudagraph"),
+                                                       r.batch_size), profile)
+                     for r in recs])  # fmt: skip
+    L = _LAUNCH_GRID[:, None, None, None] * 1e-6
+    Kk = _KERNEL_GRID[None, :, None, None] * 1e-6
+    S = _SYNC_GRID[None, None, :, None] * 1e-6
+    pred = S + np.maximum(host_n * L, roof + n * Kk)  # [L, K, S, n]
+    loss = np.abs(np.log(pred / t)).mean(axis=-1)
+    i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
+    best = pred[i, j, k]
+    return {
+        "launch_us": float(_LAUNCH_GRID[i]),
+        "kernel_us": float(_KERNEL_GRID[j]),
+        "sync_us": float(_SYNC_GRID[k]),
+        "train_median_abs_error": float(np.median(np.abs(best / t - 1.0))),
+        "n_records": len(recs),
+    }
 
 
 def compare(
@@ -305,21 +403,48 @@ def compare(
     local_recs = [_stage(r) for r in local["records"]]
     remote_all = [_stage(r) for r in remote["records"]]
     cal = calibrate(local_recs, here, quantile=quantile)
-    rows: list[dict[str, Any]] = []
-    for r in remote_all:
-        graph = r.kind.endswith(":cudagraph")
-        base = dataclasses.replace(r, kind=r.kind.removesuffix(":cudagraph"))
-        # The local machine measured fp32 only: the fp16 records are projected with the fp32
-        # efficiencies on the profile's fp16 peak (the first-order transfer the planner uses).
-        measured = r.quantile_s(quantile)
-        projected = project(base, cal, there)
-        rows.append({"name": r.name, "kind": base.kind, "graph": graph, "dtype": r.dtype,
-                     "batch_size": r.batch_size, "measured_ms": measured * 1e3,
-                     "projected_ms": projected * 1e3,
-                     "rel_error": projected / measured - 1.0})  # fmt: skip
+
+    def projected_rows(recs: Sequence[StageCost], prof: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for r in recs:
+            graph = r.kind.endswith(":cudagraph")
+            base = dataclasses.replace(r, kind=r.kind.removesuffix(":cudagraph"))
+            # The local machine measured fp32 only: fp16 records are projected with the fp32
+            # efficiencies on the profile's fp16 peak (the first-order transfer the planner
+            # uses).
+            measured = r.quantile_s(quantile)
+            projected = project(base, cal, prof, cuda_graph=graph)
+            rows.append({"name": r.name, "kind": base.kind, "graph": graph, "dtype": r.dtype,
+                         "batch_size": r.batch_size, "measured_ms": measured * 1e3,
+                         "projected_ms": projected * 1e3,
+                         "rel_error": projected / measured - 1.0})  # fmt: skip
+        return rows
 
     def median_err(sel: list[dict[str, Any]]) -> float | None:
         return float(np.median([abs(x["rel_error"]) for x in sel])) if sel else None
+
+    rows = projected_rows(remote_all, there)
+    plain = dataclasses.replace(there, launch_us=None, kernel_us=None, sync_us=None)
+    launch: dict[str, Any] | None = None
+    if any(r.launches > 0 for r in remote_all):
+        # Held out: the launch figures are fitted on half the remote records (each
+        # configuration at alternate sizes) and checked on the other half.
+        half_a, half_b = split_half(remote_all)
+        fit_a = fit_launch_model(cal, half_a, there, quantile)
+        figs = {k: fit_a[k] for k in ("launch_us", "kernel_us", "sync_us")}
+        held = projected_rows(half_b, dataclasses.replace(there, **figs))
+        launch = {
+            "profile_figures": {k: getattr(there, k) for k in figs},
+            "fitted_on_all": fit_launch_model(cal, remote_all, there, quantile),
+            "fitted_on_half": fit_a,
+            "held_out_median_abs_error": median_err([x for x in held if not x["graph"]]),
+            "held_out_median_abs_error_graph": median_err([x for x in held if x["graph"]]),
+            "held_out_median_abs_error_by_kind": {
+                k: median_err([x for x in held if x["kind"] == k and not x["graph"]])
+                for k in sorted({x["kind"] for x in held})
+            },
+            "held_out_records": len(half_b),
+        }
 
     eager = [x for x in rows if not x["graph"]]
     graphed = [x for x in rows if x["graph"]]
@@ -338,6 +463,10 @@ def compare(
         "cross_device_median_abs_error_by_kind": by_kind,
         "cuda_graph_median_abs_error_by_kind": graph_by_kind,
         "within_device_median_abs_error": within["median_abs_error"] if within else None,
+        "cross_device_median_abs_error_without_launch_model": median_err(
+            [x for x in projected_rows(remote_all, plain) if not x["graph"]]
+        ),
+        "launch_model": launch,
         "per_record": rows,
     }
 
@@ -359,6 +488,19 @@ def _print_compare(res: dict[str, Any]) -> None:
     if res["within_device_median_abs_error"] is not None:
         print(f"within-device (calibrated on half the {res['profile']} records): "
               f"{res['within_device_median_abs_error']:.1%}")  # fmt: skip
+    print("cross-device without the launch model: "
+          f"{res['cross_device_median_abs_error_without_launch_model']:.1%}")  # fmt: skip
+    lm = res.get("launch_model")
+    if lm:
+        f = lm["fitted_on_half"]
+        print(f"launch model fitted on half the records (launch {f['launch_us']:.3g} us, "
+              f"kernel {f['kernel_us']:.3g} us, sync {f['sync_us']:.3g} us), held-out "
+              f"median |error|: eager {lm['held_out_median_abs_error']:.1%}"
+              + (f", CUDA graph {lm['held_out_median_abs_error_graph']:.1%}"
+                 if lm["held_out_median_abs_error_graph"] is not None else ""))  # fmt: skip
+        a = lm["fitted_on_all"]
+        print(f"fitted on all records: launch {a['launch_us']:.3g} us, kernel "
+              f"{a['kernel_us']:.3g} us, sync {a['sync_us']:.3g} us")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,7 +523,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--quantile", type=float, default=0.5, help="latency quantile compared")
     c.add_argument("--out", default=None)
     c.add_argument("--json", action="store_true")
+    n = sub.add_parser(
+        "count-launches",
+        help="fill the kernel-launch counts of records measured before they were counted",
+    )
+    n.add_argument("file", type=Path)
     args = p.parse_args(argv)
+    if args.cmd == "count-launches":
+        doc = json.loads(args.file.read_text())
+        counts = reference_launches()
+        filled = 0
+        for r in doc["records"]:
+            if not r.get("launches") and r["kind"] in counts:
+                r["launches"] = counts[r["kind"]]
+                filled += 1
+        doc.setdefault("info", {})["launches_filled_by"] = "device_bench count-launches"
+        args.file.write_text(json.dumps(doc))
+        print(f"{filled} records filled ({counts}) -> {args.file}")
+        return 0
     if args.cmd == "measure":
         if args.device == "cpu":
             from frugalrec._threads import configure_threads

@@ -25,8 +25,12 @@ DTYPES = ("fp32", "fp16", "int8")
 KINDS = ("cpu", "gpu")
 _FIGURES = ("cores", "memory_gb", "mem_bandwidth_gbs", "peak_tflops", "usd_per_hour")
 _OPTIONAL_FIGURES = ("cache_mb", "cache_bandwidth_gbs")
+# Accelerators run kernels asynchronously from a host that launches them one by one: a small
+# model in eager PyTorch is bound by the host's launch rate, not by the roofline.
+_LAUNCH_FIGURES = ("launch_us", "kernel_us", "sync_us")
 _ALLOWED = {
     *_OPTIONAL_FIGURES,
+    *_LAUNCH_FIGURES,
     "kind",
     "description",
     "instance",
@@ -47,7 +51,13 @@ class HardwareProfile:
     ``fp16`` stands for bf16 too), ``mem_bandwidth_gbs`` in 1e9 B/s, ``memory_gb`` in GiB,
     ``cores`` physical CPU cores (cpu) or SMs (gpu). ``sources`` maps each figure's name to
     where it comes from. ``cache_mb``/``cache_bandwidth_gbs`` (optional) describe the
-    last-level cache; without them a projection treats every byte as coming from memory."""
+    last-level cache; without them a projection treats every byte as coming from memory.
+
+    ``launch_us``/``kernel_us``/``sync_us`` (optional, together) describe an accelerator
+    driven by a host: host microseconds per eager kernel launch (framework dispatch
+    included), the device's minimum microseconds per kernel, and the fixed microseconds of
+    one synchronised call. With them, stages that count their kernel launches are projected
+    as launch-bound or roofline-bound, whichever is slower (:func:`roofline.project`)."""
 
     name: str
     kind: str
@@ -63,6 +73,13 @@ class HardwareProfile:
     measured: bool = False
     cache_mb: float | None = None
     cache_bandwidth_gbs: float | None = None
+    launch_us: float | None = None
+    kernel_us: float | None = None
+    sync_us: float | None = None
+
+    @property
+    def has_launch_model(self) -> bool:
+        return self.launch_us is not None
 
     def peak(self, dtype: str = "fp32") -> float:
         """Peak FLOP/s for ``dtype`` (``bf16`` -> ``fp16``; unknown dtypes -> ``fp32``)."""
@@ -244,6 +261,11 @@ def _profile(name: str, entry: dict[str, Any], path: Path) -> HardwareProfile:
             f"{where}.cache_bandwidth_gbs: cache_mb and cache_bandwidth_gbs go together"
         )
     given = tuple(k for k in _OPTIONAL_FIGURES if cache[k] is not None)
+    launch = {k: _number(entry, k, where, allow_zero=True) for k in _LAUNCH_FIGURES if k in entry}
+    if launch and len(launch) != len(_LAUNCH_FIGURES):
+        missing = next(k for k in _LAUNCH_FIGURES if k not in launch)
+        raise HardwareProfileError(f"{where}.{missing}: {', '.join(_LAUNCH_FIGURES)} go together")
+    given += tuple(launch)
     return HardwareProfile(
         name=name,
         kind=kind,
@@ -259,6 +281,9 @@ def _profile(name: str, entry: dict[str, Any], path: Path) -> HardwareProfile:
         measured=False,
         cache_mb=cache["cache_mb"],
         cache_bandwidth_gbs=cache["cache_bandwidth_gbs"],
+        launch_us=launch.get("launch_us"),
+        kernel_us=launch.get("kernel_us"),
+        sync_us=launch.get("sync_us"),
     )
 
 

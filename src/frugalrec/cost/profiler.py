@@ -339,7 +339,9 @@ class StageCost:
     0 means unknown (every byte assumed to come from memory). ``hot_bytes`` (part of
     ``bytes_moved``) come from small always-cached structures (see :class:`OpCount`);
     ``streaming`` marks a sequential scan of the working set (exact search, dense scoring),
-    which gets no cache hits once the working set outgrows the cache.
+    which gets no cache hits once the working set outgrows the cache. ``launches`` counts the
+    kernels one call dispatches (framework ops that are not views; 0 = not counted), which
+    bounds the call on an accelerator driven from the host (see :func:`roofline.project`).
     """
 
     name: str
@@ -353,6 +355,7 @@ class StageCost:
     hot_bytes: float = 0.0
     streaming: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    launches: int = 0
 
     def __post_init__(self) -> None:
         if not self.kind:

@@ -256,11 +256,41 @@ def calibrate(
     return cal
 
 
-def project(stage_cost: StageCost, calibration: Calibration, profile: HardwareProfile) -> float:
-    """Projected seconds of one call of ``stage_cost`` (its batch size) on ``profile``."""
+def project(
+    stage_cost: StageCost,
+    calibration: Calibration,
+    profile: HardwareProfile,
+    *,
+    cuda_graph: bool = False,
+) -> float:
+    """Projected seconds of one call of ``stage_cost`` (its batch size) on ``profile``.
+
+    Onto another machine whose profile has a launch model (an accelerator driven by a host)
+    and for a stage that counted its kernel launches, the calibrated fixed overhead (this
+    machine's Python and dispatch per call) is replaced by the target's own::
+
+        sync + max(host: launches * launch, device: roofline + launches * kernel)
+
+    since the host enqueues kernels while the device runs earlier ones. ``cuda_graph``
+    replays the whole call in one launch (host cost ``launch``). On the calibration's own
+    machine the fitted overhead already holds its launch costs and the plain roofline is used.
+    """
     k = calibration.for_kind(stage_cost.kind, stage_cost.batch_size)
+    if profile.launch_us is None or stage_cost.launches <= 0 or calibration.profile == profile.name:
+        mem_s = _memory_seconds(profile, stage_cost)
+        return k.seconds(stage_cost.flops, mem_s, profile.peak(stage_cost.dtype))
+    assert profile.kernel_us is not None and profile.sync_us is not None
+    n = stage_cost.launches
+    device_s = roofline_seconds(stage_cost, k, profile) + n * profile.kernel_us * 1e-6
+    host_s = (1 if cuda_graph else n) * profile.launch_us * 1e-6
+    return profile.sync_us * 1e-6 + max(host_s, device_s)
+
+
+def roofline_seconds(stage_cost: StageCost, k: KindCalibration, profile: HardwareProfile) -> float:
+    """Seconds of one call at ``k``'s efficiencies of ``profile``'s ceilings, no overhead."""
     mem_s = _memory_seconds(profile, stage_cost)
-    return k.seconds(stage_cost.flops, mem_s, profile.peak(stage_cost.dtype))
+    flops_s = stage_cost.flops / (k.eff_compute * profile.peak(stage_cost.dtype))
+    return max(flops_s, mem_s / k.eff_memory)
 
 
 def project_throughput(
