@@ -76,6 +76,44 @@ def test_rate_limit_per_key_answers_429_json(make_client):
     )
 
 
+def test_anonymous_reads_are_rate_limited_per_client_without_holding_the_address(make_client):
+    c = make_client(anonymous_rate_limit_per_s=0.01, anonymous_rate_limit_burst=2)
+    codes = [c.get("/v1/users/u1/recommendations").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    body = _is_error(c.get("/v1/items/i1/similar"), 429)
+    assert "per client" in body["message"]
+    # A key-holder is limited by its key's bucket, not the anonymous one; health stays open.
+    assert c.get("/v1/users/u1/recommendations", headers=AUTH).status_code == 200
+    assert c.get("/healthz").status_code == 200
+    limiter = c.app.state.anonymous_limiter
+    assert len(limiter) == 1
+    # The bucket is named by a salted hash, never the address ("testclient" under TestClient).
+    assert all(k.startswith("anon:") and "testclient" not in k for k in limiter._buckets)
+    other = c.app.state.client_keys
+    assert other.key("10.0.0.1") != other.key("10.0.0.2")
+    assert other.key("10.0.0.1") != type(other)().key("10.0.0.1")  # per-process salt
+
+
+def test_rate_limiter_memory_is_bounded_under_many_clients() -> None:
+    from frugalrec.serve.errors import ApiError
+    from frugalrec.serve.security import RateLimiter
+
+    lim = RateLimiter(rate=1e-6, burst=1, max_keys=100)
+    for i in range(1000):
+        lim.take(f"c{i}")  # each spends its only token: all buckets active
+    assert len(lim) <= 100
+    # The most recent clients kept their (empty) buckets and are still limited.
+    import pytest
+
+    with pytest.raises(ApiError):
+        lim.take("c999")
+    # Idle, refilled buckets are dropped first.
+    idle = RateLimiter(rate=1e9, burst=1, max_keys=10)
+    for i in range(50):
+        idle.take(f"c{i}")
+    assert len(idle) <= 10
+
+
 def test_body_size_limit_413(make_client):
     c = make_client(max_body_bytes=2048)
     big = {"events": [EVENT] * 100}

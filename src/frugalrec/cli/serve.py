@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--read-requires-key", action="store_true", help="reads need an API key too")
     p.add_argument("--rate-limit", type=float, default=100.0, help="requests/s per API key")
     p.add_argument("--rate-burst", type=int, default=200, help="burst size per API key")
+    p.add_argument(
+        "--anonymous-rate-limit",
+        type=float,
+        default=1000.0,
+        help="anonymous reads/s per client address (burst: twice this)",
+    )
     p.add_argument("--max-body-bytes", type=int, default=256 * 1024)
     p.add_argument(
         "--cors-origin", action="append", default=[], help="allow this origin (default: none)"
@@ -53,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "read_requires_key": args.read_requires_key,
         "rate_limit_per_s": args.rate_limit,
         "rate_limit_burst": args.rate_burst,
+        "anonymous_rate_limit_per_s": args.anonymous_rate_limit,
+        "anonymous_rate_limit_burst": max(1, int(2 * args.anonymous_rate_limit)),
         "max_body_bytes": args.max_body_bytes,
         "cors_origins": tuple(args.cors_origin),
         "rerank": args.rerank,

@@ -21,7 +21,7 @@ from frugalrec.data.dataset import Dataset
 from frugalrec.serve.errors import install_error_handlers
 from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.routers import admin, events, items, ops, query, users
-from frugalrec.serve.security import ApiKeys, BodySizeLimit, RateLimiter
+from frugalrec.serve.security import ApiKeys, BodySizeLimit, ClientKeys, RateLimiter
 from frugalrec.serve.settings import ServeSettings
 from frugalrec.serve.state import ServiceState
 
@@ -81,6 +81,10 @@ def create_app(settings: ServeSettings, dataset: Dataset | None = None, llm: Any
     app.state.service = service
     app.state.api_keys = ApiKeys(settings.api_key_hashes)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.anonymous_limiter = RateLimiter(
+        settings.anonymous_rate_limit_per_s, settings.anonymous_rate_limit_burst, who="client"
+    )
+    app.state.client_keys = ClientKeys()
     install_error_handlers(app)
     for r in (users.router, items.router, query.router, events.router, admin.router, ops.router):
         app.include_router(r)

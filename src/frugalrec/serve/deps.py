@@ -35,9 +35,11 @@ async def allow_reader(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> str | None:
     """Reads are open unless ``read_requires_key``; a presented key is still checked and
-    rate-limited."""
+    rate-limited, and anonymous reads are rate-limited per client address."""
     if request.app.state.service.settings.read_requires_key or authorization:
         return _authorise(request, authorization)
+    host = request.client.host if request.client else None
+    request.app.state.anonymous_limiter.take(request.app.state.client_keys.key(host))
     return None
 
 

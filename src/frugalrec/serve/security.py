@@ -1,10 +1,12 @@
-"""API keys (hashed, constant-time compared), per-key rate limits, body size limits."""
+"""API keys (hashed, constant-time compared), rate limits per key and per anonymous client
+(salted hash of the address), body size limits."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import math
+import secrets
 import threading
 import time
 from typing import Any
@@ -59,17 +61,37 @@ class ApiKeys:
 
 
 class RateLimiter:
-    """Token bucket per key: ``rate`` tokens/s, at most ``burst`` banked."""
+    """Token bucket per key: ``rate`` tokens/s, at most ``burst`` banked. At most
+    ``max_keys`` buckets are held: past that, buckets that have refilled (idle keys, which
+    a fresh bucket would treat the same) are dropped, so many clients cannot grow memory."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000, who: str = "key") -> None:
         self.rate, self.burst = rate, float(burst)
+        self.max_keys, self.who = max_keys, who
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        self._buckets = {
+            k: (tokens, last)
+            for k, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self.rate < self.burst
+        }
+        if len(self._buckets) >= self.max_keys:
+            # Still full of active keys: keep the most recent half (the rest restart with a
+            # full bucket: lenient, but memory stays bounded and pruning stays amortised).
+            recent = sorted(self._buckets.items(), key=lambda kv: kv[1][1])
+            self._buckets = dict(recent[len(recent) - self.max_keys // 2 :])
 
     def take(self, key: str) -> None:
         """Spend one token or raise ApiError 429 with a Retry-After hint."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self.max_keys and key not in self._buckets:
+                self._prune(now)
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens < 1.0:
@@ -78,10 +100,23 @@ class RateLimiter:
                 raise ApiError(
                     429,
                     "rate_limited",
-                    f"rate limit of {self.rate:g} requests/s per key exceeded",
+                    f"rate limit of {self.rate:g} requests/s per {self.who} exceeded",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
                 )
             self._buckets[key] = (tokens - 1.0, now)
+
+
+class ClientKeys:
+    """Rate-limit keys for anonymous callers: a keyed hash of the client address with a
+    per-process random salt, so the raw address is never held and the key links nothing
+    across restarts."""
+
+    def __init__(self) -> None:
+        self._salt = secrets.token_bytes(16)
+
+    def key(self, host: str | None) -> str:
+        digest = hashlib.blake2b((host or "-").encode(), key=self._salt, digest_size=12)
+        return "anon:" + digest.hexdigest()
 
 
 class BodySizeLimit:

@@ -55,6 +55,14 @@ class ServeSettings(BaseModel):
     read_requires_key: bool = Field(False, description="reads need a key too")
     rate_limit_per_s: float = Field(100.0, gt=0, description="sustained requests/s per key")
     rate_limit_burst: int = Field(200, ge=1, description="token-bucket size per key")
+    # Open reads are limited per client address (behind a proxy: per proxy, so set the
+    # proxy's own limit there). Generous: a single load generator reaches ~200 req/s.
+    anonymous_rate_limit_per_s: float = Field(
+        1000.0, gt=0, description="sustained anonymous reads/s per client address"
+    )
+    anonymous_rate_limit_burst: int = Field(
+        2000, ge=1, description="token-bucket size per client address"
+    )
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1)
     cors_origins: tuple[str, ...] = ()
