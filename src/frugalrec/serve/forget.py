@@ -4,9 +4,10 @@ Steps: (1) delete the user's events and user row and mark the pseudonym forgotte
 transaction; (2) fit and register a new model version without them (the dataset's own rows
 of a forgotten pseudonym are left out of every later fit); (3) delete the files of older
 model versions that still hold the user's history (their registry rows stay, and a service
-starting later skips them as unloadable); (4) for SQLite, rewrite the file so the deleted
-rows do not linger in free pages or the WAL (``VACUUM`` with ``secure_delete``, then a
-truncating checkpoint). A running service keeps its in-memory caches: use
+starting later skips them as unloadable); (4) rewrite the store so the deleted rows do not
+linger in its files (:meth:`Store.compact`: SQLite ``VACUUM`` with ``secure_delete`` and a
+truncating checkpoint; PostgreSQL ``VACUUM FULL`` and a ``CHECKPOINT``). A running service
+keeps its in-memory caches: use
 ``DELETE /v1/users/{id}`` there (it invalidates them at once), or restart it.
 """
 
@@ -108,23 +109,6 @@ def forget_user(
         report.purged_versions.extend(holding)
         holding = versions_holding(store, p)
     report.versions_still_holding_user = holding
-    if compact and store.url.startswith("sqlite:///"):
-        report.store_compacted = compact_sqlite(Path(store.url[len("sqlite:///") :]))
+    if compact:
+        report.store_compacted = store.compact()
     return report
-
-
-def compact_sqlite(path: Path) -> bool:
-    """Rewrite a SQLite store so deleted rows leave no bytes behind; False (and nothing
-    changed) when another process holds it busy (a running service: retry when it is idle)."""
-    import sqlite3
-
-    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-    try:
-        conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("VACUUM")
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        return not busy
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()

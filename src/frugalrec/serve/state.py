@@ -143,6 +143,7 @@ class ServiceState:
             self.llm = llm
         self.forgotten: set[str] = self.store.forgotten_users()
         self._forget_count = 0
+        self._compacted_at_forget = 0
         self.history_cache = UserCache(max(1024, settings.result_cache_size))
         self.results = UserCache(settings.result_cache_size)
         self._local = threading.local()
@@ -640,6 +641,13 @@ class ServiceState:
             self.serving = self._serving(trained)  # the atomic swap
             self.results.clear()
             self._purge_forgotten_versions(trained.version)
+            if self._forget_count != self._compacted_at_forget:
+                # SQLite already zeroes deleted rows on every forget; PostgreSQL keeps dead
+                # rows in its files until rewritten, which locks the tables: done here, in
+                # the background, once per retrain that follows a forget.
+                seen = self._forget_count
+                if self.store.compact():
+                    self._compacted_at_forget = seen
             job.new_version = trained.version
             job.state = "done"
             self.metrics.retrains.labels("done").inc()

@@ -86,6 +86,11 @@ class Store(ABC):
         """Pseudonyms of forgotten users."""
 
     @abstractmethod
+    def compact(self) -> bool:
+        """Rewrite storage so deleted rows leave no bytes in the database's files; False
+        (nothing changed) when it cannot run now (busy: retry when idle)."""
+
+    @abstractmethod
     def sync_items(self, items: Sequence[tuple[str, str]]) -> None:
         """Insert catalogue items ``(item_id, title)`` not yet stored."""
 

@@ -51,6 +51,26 @@ class PostgresStore(SQLStore):
         with self._rlock, self._rconn.transaction(), self._rconn.cursor() as cur:
             yield cur
 
+    def compact(self) -> bool:
+        """``VACUUM FULL`` of the tables that held the user (each is rewritten into a new file
+        and the old one unlinked, so dead rows leave the relation files), then a
+        ``CHECKPOINT`` where the role may (superuser or ``pg_checkpoint``). The tables are
+        locked for the rewrite: small here, but schedule it on a large store. Older WAL
+        segments keep the rows until PostgreSQL recycles them (``SECURITY.md``)."""
+        import psycopg
+
+        with self._lock, self._rlock:
+            try:
+                for table in ("events", "users"):
+                    self._conn.execute(f"VACUUM FULL {table}")
+            except psycopg.errors.LockNotAvailable:
+                return False
+            try:
+                self._conn.execute("CHECKPOINT")
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+        return True
+
     def close(self) -> None:
         with self._rlock:
             self._rconn.close()

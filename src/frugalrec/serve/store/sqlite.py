@@ -72,6 +72,20 @@ class SQLiteStore(SQLStore):
                 pass
         return n
 
+    def compact(self) -> bool:
+        """``VACUUM`` with ``secure_delete`` on a connection of its own, then a truncating
+        checkpoint; False when another process holds the file busy (a running service)."""
+        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("VACUUM")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            return not busy
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._rlock:
             self._rconn.close()
