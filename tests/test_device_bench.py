@@ -189,3 +189,16 @@ def test_compare_reports_a_held_out_launch_model() -> None:
     assert res["cross_device_median_abs_error_without_launch_model"] > 0.5
     assert lm["held_out_median_abs_error"] < 0.1
     assert lm["fitted_on_all"]["launch_us"] == pytest.approx(30.0, rel=0.1)
+
+
+def test_decoder_launches_depend_on_depth_not_width() -> None:
+    from frugalrec.cost.device_bench import SMOLLM2_135M, decoder_launches, reference_launches
+
+    two, four = decoder_launches(2), decoder_launches(4)
+    per_layer = (four - two) // 2
+    assert per_layer > 10 and four - two == 2 * per_layer  # linear in depth
+    # The tiny-width count equals the full-width SmolLM2-135M's.
+    layers = SMOLLM2_135M["num_hidden_layers"]
+    assert decoder_launches(layers) == reference_launches()["llm:prefill"]
+    with pytest.raises(ValueError, match="layers"):
+        decoder_launches(0)

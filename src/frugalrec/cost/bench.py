@@ -340,7 +340,8 @@ def project_records(
 
     def stage_objs(r: dict[str, Any]) -> list[StageCost]:
         return [StageCost(**{k: s[k] for k in ("name", "kind", "flops", "bytes_moved",
-                                                "batch_size", "seconds")})
+                                                "batch_size", "seconds")},
+                          launches=int(s.get("launches", 0)))
                 for s in r["cost"]["stages"]]  # fmt: skip
 
     all_stages = [s for r in results for s in stage_objs(r)]

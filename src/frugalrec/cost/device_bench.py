@@ -168,6 +168,24 @@ def count_launches(fn: Callable[[], Any]) -> int:
     return counter.n
 
 
+def decoder_launches(layers: int) -> int:
+    """Kernels of one eager prefill of a ``layers``-block decoder (Llama architecture),
+    counted on a tiny-width copy: the count depends on the depth, not the width (tested
+    against the full SmolLM2-135M). Used for LLM stages whose runtime is not torch."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if layers < 1:
+        raise ValueError(f"decoder_launches: layers must be >= 1, got {layers}")
+    tiny = {**SMOLLM2_135M, "hidden_size": 32, "intermediate_size": 64,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 128,
+            "num_hidden_layers": layers}  # fmt: skip
+    torch.manual_seed(0)
+    llm: Any = LlamaForCausalLM(LlamaConfig(**tiny)).eval()
+    ids = torch.randint(0, 128, (1, 8))
+    return count_launches(lambda: llm(input_ids=ids, logits_to_keep=1, use_cache=False))
+
+
 def reference_launches() -> dict[str, int]:
     """Launches per call of each stage kind :func:`measure` times, counted on the CPU with
     small shapes (the counts do not depend on batch, length or catalogue size: checked in

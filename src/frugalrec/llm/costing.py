@@ -36,6 +36,7 @@ def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-13
 def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
     """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality)."""
     from frugalrec.cost.bench import measure_config
+    from frugalrec.cost.device_bench import decoder_launches
     from frugalrec.llm.bench import _ndcg, _ordered_history, _setup
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm
@@ -71,11 +72,16 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     groups = [float(sec[i : i + 16].sum()) for i in range(0, len(sec) - 15, 16)] or [
         float(sec.sum() * 16 / len(sec))
     ]
+    # Kernel launches of the same forward pass on an accelerator (eager, as PyTorch runs
+    # it): what bounds a small LLM there, so GPU projections are not roofline-optimistic.
+    launches = decoder_launches(int(info["layers"])) if info.get("layers") else 0
     stages = [
         {"name": "llm_rerank", "kind": f"llm:{info['name']}", "flops": flops,
-         "bytes_moved": weights, "batch_size": 1, "seconds": sec.tolist()},
+         "bytes_moved": weights, "batch_size": 1, "seconds": sec.tolist(),
+         "launches": launches},
         {"name": "llm_rerank", "kind": f"llm:{info['name']}", "flops": 16 * flops,
-         "bytes_moved": 16 * weights, "batch_size": 16, "seconds": groups},
+         "bytes_moved": 16 * weights, "batch_size": 16, "seconds": groups,
+         "launches": launches},
     ]  # fmt: skip
     cost = record["cost"]
     cheap_p = {q: cost[f"p{q}_ms"] for q in (50, 95, 99)}
