@@ -6,8 +6,9 @@ and hide its own latency. Afterwards every acknowledged event is looked up in th
 
     python scripts/load_test.py --duration 60 --rate 200 --out docs/bench/load_test.json
 
-Starts its own server (fresh SQLite store in a temp dir, ml-100k, default EASE pipeline)
-unless ``--url`` points at a running one (then the store check needs ``--store``).
+Starts its own server (fresh SQLite store in a temp dir, or a throw-away PostgreSQL with
+``--postgres``; ml-100k; default EASE pipeline or ``--config``) unless ``--url`` points at a
+running one (then the store check needs ``--store``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -136,7 +138,7 @@ def start_server(
     args: argparse.Namespace, workdir: Path, key: str
 ) -> tuple[subprocess.Popen, str, str]:
     port = _free_port()
-    store = f"sqlite:///{workdir / 'load.db'}"
+    store = args.server_store or f"sqlite:///{workdir / 'load.db'}"
     env = {
         **os.environ,
         "FRUGALREC_API_KEYS": key,
@@ -347,6 +349,11 @@ def main() -> int:
     p.add_argument("--url", help="use a running server instead of starting one")
     p.add_argument("--key", help="API key of that server (default: $FRUGALREC_API_KEYS' first)")
     p.add_argument("--store", help="store URL of that server, to check acknowledged events")
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the started server stores in a throw-away PostgreSQL (Debian postgresql)",
+    )
     p.add_argument("--mix", default="80,15,5", help="rec,event,query percentages")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write the summary JSON here")
@@ -359,7 +366,6 @@ def main() -> int:
     ds = load_serving_dataset(args.dataset)
     users = [str(u) for u in ds.users_vocab.ids] + [f"new-user-{i}" for i in range(100)]
     items = [str(i) for i in ds.items_vocab.ids]
-    proc = None
     workdir = Path(tempfile.mkdtemp(prefix="frugalrec-load-"))
     key = (
         args.key
@@ -367,6 +373,26 @@ def main() -> int:
         or secrets.token_urlsafe(24)
     )
     load_before = _loadavg()
+    with contextlib.ExitStack() as stack:
+        args.server_store = None
+        if args.postgres and not args.url:
+            # The tests' throw-away server: initdb + pg_ctl in a temp dir, stopped at the end.
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+            from pg_server import postgres_server
+
+            pg_url, reason = stack.enter_context(postgres_server())
+            if pg_url is None:
+                raise SystemExit(f"--postgres: no server could start ({reason})")
+            args.server_store = pg_url
+        return _measure(args, key=key, users=users, items=items, mix=mix,
+                        workdir=workdir, load_before=load_before)  # fmt: skip
+
+
+def _measure(
+    args: argparse.Namespace, key: str, users: list[str], items: list[str],
+    mix: tuple[float, ...], workdir: Path, load_before: list[float],
+) -> int:  # fmt: skip
+    proc = None
     if args.url:
         url, store_url = args.url.rstrip("/"), args.store
     else:
