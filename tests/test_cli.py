@@ -169,3 +169,35 @@ def test_cold_items_on_an_external_split(tmp_path) -> None:  # type: ignore[no-u
     assert items and items <= cold
     ndcg = json.loads(out.read_text())["results"][0]["metrics"]["ndcg@10"]
     assert ndcg > 0.2  # text scores items no one has interacted with
+
+
+def test_hardware_lists_profiles_shows_sources_and_checks_a_user_yaml(  # type: ignore[no-untyped-def]
+    tmp_path, capsys
+) -> None:
+    assert main(["hardware", "--json"]) == 0
+    profiles = json.loads(capsys.readouterr().out)
+    assert {"cpu16", "t4", "a10g", "l4", "h100"} <= set(profiles)
+    assert profiles["h100"]["mem_bandwidth_gbs"] == 3350
+    assert profiles["h100"]["launch_us"] > 0 and profiles["cpu16"]["launch_us"] is None
+    assert main(["hardware"]) == 0
+    table = capsys.readouterr().out
+    assert "h100" in table and "3350" in table and "launch us" in table
+    assert main(["hardware", "h100"]) == 0
+    shown = capsys.readouterr().out
+    assert "launch_us" in shown and "fitted" in shown and "datasheet" in shown
+    # A user's own profile is loaded next to the shipped ones, and checked.
+    mine = tmp_path / "hw.yaml"
+    mine.write_text(
+        "profiles:\n  mybox:\n    kind: cpu\n    cores: 8\n    memory_gb: 32\n"
+        "    mem_bandwidth_gbs: 50\n    peak_tflops: {fp32: 1.0}\n    usd_per_hour: 0.3\n"
+        "    sources: {cores: a, memory_gb: b, mem_bandwidth_gbs: c, peak_tflops: d,"
+        " usd_per_hour: e}\n"
+    )
+    assert main(["hardware", "mybox", "--file", str(mine), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cores"] == 8
+    mine.write_text("profiles:\n  mybox:\n    kind: gpu\n    cores: 10\n")
+    assert main(["hardware", "--file", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "hw.yaml" in err and "profiles.mybox.peak_tflops" in err
+    assert main(["hardware", "nope"]) == 2
+    assert "unknown hardware profile 'nope'" in capsys.readouterr().err

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         encoders,
         evaluate,
         forget,
+        hardware,
         query,
         recommend,
         scale,
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Language-model recommendations that know what they cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, evaluate, query, encoders, bench, demo, scale, serve, recommend, forget):
+    for module in (data, evaluate, query, encoders, bench, hardware, demo, scale, serve, recommend,
+                   forget):  # fmt: skip
         module.register(sub)
     query.register_bench(sub)
     return parser
