@@ -72,8 +72,8 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({n: p.to_dict() for n, p in profiles.items()}, indent=2))
         return 0
-    rows = [_row(p) for p in profiles.values()]
-    print(format_table(rows, list(rows[0]) if rows else []))
+    table = [_row(p) for p in profiles.values()]
+    print(format_table(table, list(table[0]) if table else []))
     if "local" not in profiles:
         print("\nlocal: not measured yet (frugalrec hardware --measure, or any bench run)")
     return 0
