@@ -163,6 +163,9 @@ def start_server(
         str(max(100.0, args.rate)),
         "--rate-burst",
         str(int(max(200, args.rate * 2))),
+        # Reads are anonymous and all come from this one address.
+        "--anonymous-rate-limit",
+        str(max(1000.0, args.rate * 2)),
     ]
     if args.config:
         cmd += ["--config", args.config]

@@ -230,3 +230,42 @@ def test_corrupted_version_is_refused_and_an_intact_one_serves(make_client):
     again = make_client()
     assert again.app.state.service.serving.version == newest.version - 1
     assert again.get("/v1/users/u1/recommendations").status_code == 200
+
+
+def test_compaction_after_forget_is_pending_across_restarts_and_never_fails_a_retrain(
+    make_client, monkeypatch
+):
+    """A store whose deleted rows linger (PostgreSQL) is compacted after the first retrain
+    that follows a forget, also when the forget happened before a restart; a compaction
+    error leaves the retrain done and is retried at the next one."""
+    from frugalrec.serve.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "needs_compaction_after_forget", True)
+    calls: list[str] = []
+
+    def flaky_compact(self) -> bool:
+        calls.append("compact")
+        if len(calls) == 1:
+            raise RuntimeError("disk went away")
+        return True
+
+    monkeypatch.setattr(SQLiteStore, "compact", flaky_compact)
+    c = make_client()
+    assert c.delete("/v1/users/u3", headers=AUTH).status_code == 200
+    again = make_client()  # a restarted service: the forget is not counted in its memory
+    assert _retrain_done(again)["state"] == "done"  # compact raised: the retrain still done
+    assert _retrain_done(again)["state"] == "done"  # retried, succeeded
+    assert _retrain_done(again)["state"] == "done"  # nothing pending: not called again
+    assert calls == ["compact", "compact"]
+
+
+def _retrain_done(c) -> dict:
+    import time
+
+    assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
+    for _ in range(600):
+        status = c.get("/v1/admin/retrain", headers=AUTH).json()
+        if status["state"] != "running":
+            return status
+        time.sleep(0.05)
+    return status

@@ -188,3 +188,22 @@ def test_postgres_forget_then_compact_leaves_no_bytes_in_the_relation_files(
         assert n == 2
     else:
         assert n > 2  # dead rows linger until the rewrite: why compact() exists
+
+
+def test_postgres_compact_gives_up_on_a_busy_table_without_blocking(fresh_postgres):
+    import time
+
+    import psycopg
+
+    store = open_store(fresh_postgres)
+    store.add_events([_ev("p1", "i1")])
+    with psycopg.connect(fresh_postgres) as other:  # a long transaction reading events
+        other.execute("SELECT COUNT(*) FROM events").fetchone()
+        t0 = time.perf_counter()
+        assert store.compact() is False
+        assert time.perf_counter() - t0 < 5.0  # lock_timeout, not an indefinite wait
+        # The store's own connections were never held: reads and writes go on.
+        assert store.count_events() == 1
+        store.add_events([_ev("p2", "i2")])
+    assert store.compact() is True  # once the reader is gone
+    store.close()

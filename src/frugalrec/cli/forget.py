@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--keep-old-versions", action="store_true", help="do not delete older model artifacts"
     )
     p.add_argument(
-        "--no-compact", action="store_true", help="SQLite: do not rewrite the file (VACUUM)"
+        "--no-compact",
+        action="store_true",
+        help="do not rewrite the store (SQLite VACUUM, PostgreSQL VACUUM FULL)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_forget)

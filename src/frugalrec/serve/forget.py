@@ -88,8 +88,8 @@ def forget_user(
     compact: bool = True,
 ) -> ForgetReport:
     """Forget raw ``user_id``: events, then (with ``dataset``/``config``/``model_dir``) a new
-    model version without them, then older artifacts holding their history, then (SQLite,
-    ``compact``) the deleted rows' bytes."""
+    model version without them, then older artifacts holding their history, then (with
+    ``compact``, :meth:`Store.compact`) the deleted rows' bytes."""
     p = pseudonymiser.pseudonym(user_id)
     report = ForgetReport(p, store.forget_user(p))
     if dataset is not None and config is not None and model_dir is not None:

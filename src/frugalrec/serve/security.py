@@ -80,9 +80,10 @@ class RateLimiter:
             for k, (tokens, last) in self._buckets.items()
             if tokens + (now - last) * self.rate < self.burst
         }
-        if len(self._buckets) >= self.max_keys:
-            # Still full of active keys: keep the most recent half (the rest restart with a
-            # full bucket: lenient, but memory stays bounded and pruning stays amortised).
+        if len(self._buckets) >= self.max_keys * 3 // 4:
+            # Still mostly active keys: keep the most recent half (the rest restart with a
+            # full bucket: lenient, but memory stays bounded, and each O(n) prune frees at
+            # least a quarter of the slots, so its cost is amortised over new keys).
             recent = sorted(self._buckets.items(), key=lambda kv: kv[1][1])
             self._buckets = dict(recent[len(recent) - self.max_keys // 2 :])
 

@@ -143,7 +143,12 @@ class ServiceState:
             self.llm = llm
         self.forgotten: set[str] = self.store.forgotten_users()
         self._forget_count = 0
-        self._compacted_at_forget = 0
+        # A store whose deleted rows linger until rewritten (PostgreSQL) is compacted after the
+        # first retrain that follows a forget; one that may hold rows from before a restart
+        # counts as pending.
+        self._compacted_at_forget = (
+            -1 if self.store.needs_compaction_after_forget and self.forgotten else 0
+        )
         self.history_cache = UserCache(max(1024, settings.result_cache_size))
         self.results = UserCache(settings.result_cache_size)
         self._local = threading.local()
@@ -161,7 +166,7 @@ class ServiceState:
         try:
             cfg = PipelineConfig.from_json(Path(path).read_text())
             cfg.validate()
-        except (OSError, ValueError) as exc:  # unreadable, not JSON, or an invalid field
+        except (OSError, ValueError, TypeError) as exc:  # unreadable, not JSON, bad field
             raise ValueError(f"--config {path}: {exc}") from exc
         if cfg.reranker not in ("none", "llm"):
             raise ValueError(f"{path}: reranker {cfg.reranker!r} is not served (none | llm)")
@@ -641,13 +646,7 @@ class ServiceState:
             self.serving = self._serving(trained)  # the atomic swap
             self.results.clear()
             self._purge_forgotten_versions(trained.version)
-            if self._forget_count != self._compacted_at_forget:
-                # SQLite already zeroes deleted rows on every forget; PostgreSQL keeps dead
-                # rows in its files until rewritten, which locks the tables: done here, in
-                # the background, once per retrain that follows a forget.
-                seen = self._forget_count
-                if self.store.compact():
-                    self._compacted_at_forget = seen
+            self._compact_after_forget()
             job.new_version = trained.version
             job.state = "done"
             self.metrics.retrains.labels("done").inc()
@@ -658,6 +657,23 @@ class ServiceState:
             self.metrics.retrains.labels("failed").inc()
         finally:
             job.finished_at = time.time()
+
+    def _compact_after_forget(self) -> None:
+        """Rewrite the store once per retrain that follows a forget, where deleted rows
+        linger (PostgreSQL; SQLite zeroes them at the forget already). A failure is logged
+        and retried at the next retrain: the new model already serves."""
+        if not self.store.needs_compaction_after_forget:
+            return
+        seen = self._forget_count
+        if seen == self._compacted_at_forget:
+            return
+        try:
+            if self.store.compact():
+                self._compacted_at_forget = seen
+            else:
+                log.warning("store compaction after forget deferred (busy); next retrain retries")
+        except Exception as exc:  # never fail a retrain whose model is already serving
+            log.warning("store compaction after forget failed (%s); next retrain retries", exc)
 
     def close(self) -> None:
         self.store.close()

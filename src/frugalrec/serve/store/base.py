@@ -85,10 +85,15 @@ class Store(ABC):
     def forgotten_users(self) -> set[str]:
         """Pseudonyms of forgotten users."""
 
+    #: Whether deleted rows stay in the database's files until :meth:`compact` rewrites
+    #: them (the service then compacts after the first retrain that follows a forget).
+    needs_compaction_after_forget: bool = False
+
     @abstractmethod
     def compact(self) -> bool:
-        """Rewrite storage so deleted rows leave no bytes in the database's files; False
-        (nothing changed) when it cannot run now (busy: retry when idle)."""
+        """Rewrite storage so deleted rows leave no bytes in the database's files. False
+        when it could not finish now (busy, or not permitted): some tables may have been
+        rewritten already; calling again later is safe."""
 
     @abstractmethod
     def sync_items(self, items: Sequence[tuple[str, str]]) -> None:

@@ -51,25 +51,43 @@ class PostgresStore(SQLStore):
         with self._rlock, self._rconn.transaction(), self._rconn.cursor() as cur:
             yield cur
 
+    needs_compaction_after_forget = True
+
     def compact(self) -> bool:
         """``VACUUM FULL`` of the tables that held the user (each is rewritten into a new file
         and the old one unlinked, so dead rows leave the relation files), then a
-        ``CHECKPOINT`` where the role may (superuser or ``pg_checkpoint``). The tables are
-        locked for the rewrite: small here, but schedule it on a large store. Older WAL
-        segments keep the rows until PostgreSQL recycles them (``SECURITY.md``)."""
+        ``CHECKPOINT`` where the role may (superuser or ``pg_checkpoint``).
+
+        Runs on a connection of its own, so the store's connections stay free; the rewrite
+        takes each table's exclusive lock, briefly on a small store (schedule it on a large
+        one). It waits at most ``lock_timeout`` (200 ms) for that lock, because readers queue
+        behind a waiting exclusive request, and returns False then, or when the role does not
+        own a table (PostgreSQL skips it with only a warning). Older WAL segments keep the
+        rows until PostgreSQL recycles them (``SECURITY.md``)."""
         import psycopg
 
-        with self._lock, self._rlock:
+        conn = self._connect()
+        skipped: list[str] = []
+        conn.add_notice_handler(
+            lambda d: (
+                skipped.append(d.message_primary or "")
+                if "skipping" in (d.message_primary or "")
+                else None
+            )
+        )
+        try:
+            conn.execute("SET lock_timeout = '200ms'")
+            for table in ("events", "users"):
+                conn.execute(f"VACUUM FULL {table}")
             try:
-                for table in ("events", "users"):
-                    self._conn.execute(f"VACUUM FULL {table}")
-            except psycopg.errors.LockNotAvailable:
-                return False
-            try:
-                self._conn.execute("CHECKPOINT")
+                conn.execute("CHECKPOINT")
             except psycopg.errors.InsufficientPrivilege:
                 pass
-        return True
+        except psycopg.errors.LockNotAvailable:
+            return False
+        finally:
+            conn.close()
+        return not skipped
 
     def close(self) -> None:
         with self._rlock:
