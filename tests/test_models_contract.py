@@ -170,3 +170,19 @@ def test_unknown_model_name() -> None:
 def test_score_before_fit_raises() -> None:
     with pytest.raises(RuntimeError, match="fit"):
         model_class("ease")().recommend(np.arange(3))
+
+
+def test_json_configs_name_a_wrongly_typed_field() -> None:
+    from frugalrec.models.ease import EASEConfig
+    from frugalrec.pipeline.config import PipelineConfig
+
+    with pytest.raises(ValueError, match=r"PipelineConfig\.candidates: expected an integer"):
+        PipelineConfig.from_dict({"candidates": "ten"})
+    with pytest.raises(ValueError, match=r"PipelineConfig\.k: expected an integer, got True"):
+        PipelineConfig.from_dict({"k": True})
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        PipelineConfig.from_json("[1, 2]")
+    # An integer where a float is declared is a number: accepted.
+    assert EASEConfig.from_dict({"l2": 300}).l2 == 300
+    with pytest.raises(ValueError, match=r"EASEConfig\.l2: expected a number"):
+        EASEConfig.from_dict({"l2": "big"})
