@@ -273,7 +273,8 @@ def project(
 
     since the host enqueues kernels while the device runs earlier ones. ``cuda_graph``
     replays the whole call in one launch (host cost ``launch``). On the calibration's own
-    machine the fitted overhead already holds its launch costs and the plain roofline is used.
+    machine (the same profile *name*: ``calibration.profile == profile.name``) the fitted
+    overhead already holds its launch costs and the plain roofline is used.
     """
     k = calibration.for_kind(stage_cost.kind, stage_cost.batch_size)
     if profile.launch_us is None or stage_cost.launches <= 0 or calibration.profile == profile.name:
