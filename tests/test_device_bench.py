@@ -202,3 +202,12 @@ def test_decoder_launches_depend_on_depth_not_width() -> None:
     assert decoder_launches(layers) == reference_launches()["llm:prefill"]
     with pytest.raises(ValueError, match="layers"):
         decoder_launches(0)
+
+
+def test_launch_probe_measures_a_per_op_dispatch_cost_on_the_cpu() -> None:
+    from frugalrec.cost.device_bench import launch_probe
+
+    probe = launch_probe("cpu", n=200, repeats=3)
+    # A one-element op dispatched from Python costs microseconds, not nanoseconds or ms.
+    assert 0.05 < probe["launch_us"] < 1000
+    assert probe["sync_us"] >= 0 and "kernel_us" not in probe

@@ -272,7 +272,51 @@ def measure(device: str = "cpu", quick: bool = False, max_flops: float | None = 
     }
     if on_gpu:
         info["gpu"] = torch.cuda.get_device_name(0)
-    return {"info": info, "records": records}
+    try:
+        probe: dict[str, Any] = launch_probe(device)
+    except Exception as exc:  # a probe must never cost the records of a lent device
+        probe = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"info": info, "records": records, "launch_probe": probe}
+
+
+def launch_probe(device: str = "cpu", n: int = 2000, repeats: int = 7) -> dict[str, Any]:
+    """Direct measurements of the launch model's figures (medians of ``repeats``), in us:
+
+    ``launch_us`` host time per eager launch of a one-element op, not synchronised (the
+    dispatch rate from Python); ``sync_us`` one synchronised empty call; on CUDA also
+    ``kernel_us``, device time per kernel of the same ops replayed as one CUDA graph. Eager
+    model layers pay more per launch than this bare op (module and framework code around
+    it), so the fitted ``launch_us`` of a profile is the one to plan with; the probe is the
+    floor to check it against."""
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    x = torch.zeros(1, device=device)
+
+    def ops() -> None:
+        for _ in range(n):
+            x.add_(1.0)
+
+    def median(fn: Callable[[], Any], per: int) -> float:
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        sync()
+        return float(np.median(times)) / per * 1e6
+
+    with torch.inference_mode():
+        ops()  # warm-up
+        sync()
+        out: dict[str, Any] = {"device": device, "ops": n, "launch_us": median(ops, n)}
+        out["sync_us"] = median(sync, 1)
+        if on_gpu:
+            replay = _cuda_graph(ops)
+            out["kernel_us"] = median(replay, n)
+    return out
 
 
 def _measure_transformers(
