@@ -113,6 +113,11 @@ def test_project_is_launch_bound_or_roofline_bound_whichever_is_slower() -> None
     assert project(small, cal, _gpu()) == pytest.approx(plain)
     own = Calibration(profile="gpu", quantile=0.5, kinds=cal.kinds)
     assert project(small, own, gpu) == pytest.approx(plain)
+    # Which bound applies, for the planner's explanation.
+    from frugalrec.cost.roofline import launch_bound
+
+    assert launch_bound(small, cal, gpu) and not launch_bound(big, cal, gpu)
+    assert not launch_bound(small, own, gpu) and not launch_bound(small, cal, _gpu())
 
 
 def test_fit_launch_model_recovers_known_figures() -> None:

@@ -441,3 +441,21 @@ def test_plan_is_json_serialisable_and_table_readable() -> None:
     assert "NDCG@10" in header and "machines" in header
     infeasible = format_plan_table(plan(_ladder(), ["local"], PROFILES, p99_ms=1))
     assert "(infeasible: p99_ms)" in infeasible and "the fastest" in infeasible
+
+
+def test_plan_says_when_a_projection_is_launch_bound() -> None:
+    proj = {"p50_ms": 30.0, "p99_ms": 31.0, "qps": 30.0, "launch_bound_share": 0.97}
+    rec = _rec("llm", 0.3, 3000.0, 0.4, 700, projections={"big": proj})
+    assert rec.projections["big"]["launch_bound_share"] == pytest.approx(0.97)
+    e = _entry(plan([rec], ["big"], PROFILES), "big")
+    assert "97% of it is big's host launching kernels one by one" in e["reason"]
+    # Under half: not worth a sentence; measured: never.
+    rec = _rec(
+        "llm", 0.3, 3000.0, 0.4, 700, projections={"big": {**proj, "launch_bound_share": 0.2}}
+    )
+    assert "launching kernels" not in _entry(plan([rec], ["big"], PROFILES), "big")["reason"]
+    assert "launching kernels" not in _entry(plan([rec], ["local"], PROFILES))["reason"]
+    with pytest.raises(BenchFormatError, match="launch_bound_share"):
+        CostRecord.from_dict(
+            _raw("x", 0.3, 3.0, 1, 1, projections={"big": {**proj, "launch_bound_share": "most"}})
+        )

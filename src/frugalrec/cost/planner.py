@@ -402,6 +402,12 @@ def _reason(
 ) -> str:
     label = metric_label(limits.metric)
     src = "measured" if best.source == MEASURED else f"projected from {best.record.hardware}"
+    share = best.cost.get("launch_bound_share") if best.source != MEASURED else None
+    if share is not None and share >= 0.5:
+        src += (
+            f"; {share:.0%} of it is {hw}'s host launching kernels one by one, which a "
+            "CUDA-graph or batched runtime would cut"
+        )
     text = (
         f"On {hw}, `{best.name}` gives {label} {best.quality:.3f} at p99 {_ms(best.p99)} "
         f"({src}), using {_mb(best.memory_mb)}"

@@ -28,7 +28,7 @@ OPTIONAL_COST = (
     "usd_per_million_requests",
 )
 REQUIRED_PROJECTION = ("p50_ms", "p99_ms", "qps")
-OPTIONAL_PROJECTION = ("usd_per_million_requests",)
+OPTIONAL_PROJECTION = ("usd_per_million_requests", "launch_bound_share")
 # Memory is a property of the configuration, not of the machine's speed, so a projection
 # inherits these from the measurement.
 CARRIED_TO_PROJECTION = ("peak_rss_mb", "model_mb", "flops_per_request")
