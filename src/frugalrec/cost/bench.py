@@ -334,7 +334,7 @@ def project_records(
     Returns (projections per config name, projection-error report on held-out configs).
     """
     from frugalrec.cost.profiler import StageCost
-    from frugalrec.cost.roofline import calibrate, launch_bound, project
+    from frugalrec.cost.roofline import calibrate, project, project_with_bound
 
     local = profiles["local"]
 
@@ -357,16 +357,15 @@ def project_records(
             if name == "local":
                 continue
             p99 = sum(project(s, cal, prof) for s in one) * 1e3
-            p50_parts = [project(s, cal50, prof) for s in one]
-            p50 = sum(p50_parts) * 1e3
+            p50_parts = [project_with_bound(s, cal50, prof) for s in one]
+            p50 = sum(t for t, _ in p50_parts) * 1e3
             t16 = sum(project(s, cal50, prof) for s in many)
             qps = 16.0 / t16 if t16 > 0 else float("nan")
             usd = prof.usd_per_hour / (qps * 3600.0) * 1e6 if qps > 0 else None
             per[name] = {"p50_ms": p50, "p99_ms": p99, "qps": qps, "usd_per_million_requests": usd}
             # The share of the p50 spent launching kernels one by one from the host: what a
             # CUDA-graph or batched runtime would remove (the planner says so).
-            bound = sum(t for s, t in zip(one, p50_parts, strict=True)
-                        if launch_bound(s, cal50, prof))  # fmt: skip
+            bound = sum(t for t, launch_bound in p50_parts if launch_bound)
             if bound > 0:
                 per[name]["launch_bound_share"] = bound * 1e3 / p50
         projections[r["config"]["name"]] = per

@@ -408,7 +408,7 @@ def fit_launch_model(
     Grid search minimising the mean ``|log(projected / measured)|``; returns the three
     figures plus ``train_median_abs_error`` and ``n_records``. Only records that counted
     their launches take part."""
-    from frugalrec.cost.roofline import roofline_seconds
+    from frugalrec.cost.roofline import launch_model_seconds, roofline_seconds
 
     recs = [r for r in records if r.launches > 0]
     if not recs:
@@ -420,10 +420,15 @@ def fit_launch_model(
     roof = np.array([roofline_seconds(r, cal.for_kind(r.kind.removesuffix(":cudagraph"),
                                                        r.batch_size), profile)
                      for r in recs])  # fmt: skip
-    L = _LAUNCH_GRID[:, None, None, None] * 1e-6
-    Kk = _KERNEL_GRID[None, :, None, None] * 1e-6
-    S = _SYNC_GRID[None, None, :, None] * 1e-6
-    pred = S + np.maximum(host_n * L, roof + n * Kk)  # [L, K, S, n]
+    # Every grid point at once: [launch, kernel, sync, record].
+    pred, _ = launch_model_seconds(
+        roof,
+        n,
+        host_n,
+        _LAUNCH_GRID[:, None, None, None],
+        _KERNEL_GRID[None, :, None, None],
+        _SYNC_GRID[None, None, :, None],
+    )
     loss = np.abs(np.log(pred / t)).mean(axis=-1)
     i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
     best = pred[i, j, k]

@@ -77,10 +77,6 @@ class HardwareProfile:
     kernel_us: float | None = None
     sync_us: float | None = None
 
-    @property
-    def has_launch_model(self) -> bool:
-        return self.launch_us is not None
-
     def peak(self, dtype: str = "fp32") -> float:
         """Peak FLOP/s for ``dtype`` (``bf16`` -> ``fp16``; unknown dtypes -> ``fp32``)."""
         key = "fp16" if dtype == "bf16" else dtype

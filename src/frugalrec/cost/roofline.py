@@ -276,28 +276,46 @@ def project(
     machine (the same profile *name*: ``calibration.profile == profile.name``) the fitted
     overhead already holds its launch costs and the plain roofline is used.
     """
-    return _projected(stage_cost, calibration, profile, cuda_graph)[0]
+    return project_with_bound(stage_cost, calibration, profile, cuda_graph=cuda_graph)[0]
 
 
 def launch_bound(stage_cost: StageCost, calibration: Calibration, profile: HardwareProfile) -> bool:
     """Whether :func:`project` puts ``stage_cost`` on ``profile`` at the host's kernel-launch
     rate (eager launches slower than the device runs them), not at the roofline."""
-    return _projected(stage_cost, calibration, profile, False)[1]
+    return project_with_bound(stage_cost, calibration, profile)[1]
 
 
-def _projected(
-    stage_cost: StageCost, calibration: Calibration, profile: HardwareProfile, cuda_graph: bool
+def project_with_bound(
+    stage_cost: StageCost,
+    calibration: Calibration,
+    profile: HardwareProfile,
+    *,
+    cuda_graph: bool = False,
 ) -> tuple[float, bool]:
-    """(projected seconds, launch-bound) of one call; see :func:`project`."""
+    """(:func:`project`'s seconds, :func:`launch_bound`) of one call, computed once."""
     k = calibration.for_kind(stage_cost.kind, stage_cost.batch_size)
     if profile.launch_us is None or stage_cost.launches <= 0 or calibration.profile == profile.name:
         mem_s = _memory_seconds(profile, stage_cost)
         return k.seconds(stage_cost.flops, mem_s, profile.peak(stage_cost.dtype)), False
     assert profile.kernel_us is not None and profile.sync_us is not None
     n = stage_cost.launches
-    device_s = roofline_seconds(stage_cost, k, profile) + n * profile.kernel_us * 1e-6
-    host_s = (1 if cuda_graph else n) * profile.launch_us * 1e-6
-    return profile.sync_us * 1e-6 + max(host_s, device_s), host_s > device_s
+    seconds, bound = launch_model_seconds(
+        roofline_seconds(stage_cost, k, profile), n, 1 if cuda_graph else n,
+        profile.launch_us, profile.kernel_us, profile.sync_us,
+    )  # fmt: skip
+    return float(seconds), bool(bound)
+
+
+def launch_model_seconds(
+    roof_s: Any, launches: Any, host_launches: Any, launch_us: Any, kernel_us: Any, sync_us: Any
+) -> tuple[Any, Any]:
+    """The launch model, elementwise over numpy-broadcastable arguments: (seconds, whether
+    the host's launches bind) for a call whose device work takes ``roof_s`` seconds at the
+    roofline, ``launches`` kernels of which the host launches ``host_launches`` (1 for a
+    CUDA graph), at ``launch_us`` / ``kernel_us`` / ``sync_us`` microseconds."""
+    host_s = np.multiply(host_launches, launch_us) * 1e-6
+    device_s = roof_s + np.multiply(launches, kernel_us) * 1e-6
+    return np.multiply(sync_us, 1e-6) + np.maximum(host_s, device_s), host_s > device_s
 
 
 def roofline_seconds(stage_cost: StageCost, k: KindCalibration, profile: HardwareProfile) -> float:
