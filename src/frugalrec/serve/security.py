@@ -1,5 +1,5 @@
 """API keys (hashed, constant-time compared), rate limits per key and per anonymous client
-(salted hash of the address), body size limits."""
+(keyed hash of the address), body size limits."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from frugalrec.privacy.pseudonyms import Pseudonymiser
 from frugalrec.serve.errors import ApiError
 from frugalrec.serve.settings import API_KEYS_ENV
 
@@ -107,17 +108,18 @@ class RateLimiter:
             self._buckets[key] = (tokens - 1.0, now)
 
 
-class ClientKeys:
-    """Rate-limit keys for anonymous callers: a keyed hash of the client address with a
-    per-process random salt, so the raw address is never held and the key links nothing
-    across restarts."""
+class ClientKeys(Pseudonymiser):
+    """Rate-limit keys for anonymous callers: the users' keyed pseudonym mechanism over the
+    client address, with a random per-process key, so the raw address is never held and
+    the key links nothing across restarts."""
+
+    prefix = "anon:"
 
     def __init__(self) -> None:
-        self._salt = secrets.token_bytes(16)
+        super().__init__(secrets.token_bytes(32))
 
     def key(self, host: str | None) -> str:
-        digest = hashlib.blake2b((host or "-").encode(), key=self._salt, digest_size=12)
-        return "anon:" + digest.hexdigest()
+        return self.pseudonym(host or "-")
 
 
 class BodySizeLimit:
