@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 API_KEY = "test-key-0123456789abcdef"
@@ -11,3 +12,21 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 def item_ids(response: Any) -> list[str]:
     assert response.status_code == 200, response.text
     return [it["item_id"] for it in response.json()["items"]]
+
+
+def wait_retrain(c: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll the running retrain until it ends; assert it is done and return its status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = c.get("/v1/admin/retrain", headers=AUTH).json()
+        if status["state"] in ("done", "failed"):
+            assert status["state"] == "done", status
+            return status
+        time.sleep(0.05)
+    raise AssertionError("retrain did not finish")
+
+
+def retrain(c: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """Start a retrain (202) and wait for it: :func:`wait_retrain`."""
+    assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
+    return wait_retrain(c, timeout)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from frugalrec.serve.store import open_store
-from serve_helpers import AUTH, item_ids
+from serve_helpers import AUTH, item_ids, retrain, wait_retrain
 
 # The shared service fixtures (make_client, the pseudonym key).
 pytest_plugins = ("serve_fixtures",)
@@ -61,7 +61,7 @@ def test_disliked_item_never_comes_back(make_client):
     )
     assert top not in _recs(c, "u7", k=50)
     assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
-    _wait_retrain(c)
+    wait_retrain(c)
     assert top not in _recs(c, "u7", k=50)
     r = c.post("/v1/query", json={"text": "anything", "user_id": "u7", "k": 50})
     assert top not in item_ids(r)
@@ -126,7 +126,7 @@ def test_forget_user_removes_events_and_cached_results(make_client):
     assert forgotten == _recs(c, "never-seen-user")
     # After the next version the user's dataset rows are gone from the model too.
     c.post("/v1/admin/retrain", headers=AUTH)
-    _wait_retrain(c)
+    wait_retrain(c)
     row = service.serving.trained.user_rows[service.pseudonym("u2")]
     assert service.serving.model.history_[row].nnz == 0
 
@@ -145,26 +145,15 @@ def test_forget_leaves_no_bytes_of_the_events_and_purges_old_versions(make_clien
 
     assert on_disk()  # the check can fail: the value is there before forgetting
     c.post("/v1/admin/retrain", headers=AUTH)
-    holding = _wait_retrain(c)["new_version"]  # fitted with u-gone's events
+    holding = wait_retrain(c)["new_version"]  # fitted with u-gone's events
     holding_dir = {m.version: m.path for m in service.store.models()}[holding]
     assert c.delete("/v1/users/u-gone", headers=AUTH).json()["events_deleted"] == 3
     assert not on_disk()  # zeroed by secure_delete, WAL checkpointed and truncated
     c.post("/v1/admin/retrain", headers=AUTH)
-    _wait_retrain(c)
+    wait_retrain(c)
     # The version fitted with the user's history is deleted once one without it serves.
     assert not Path(holding_dir).exists()
     assert service.serving.version > holding
-
-
-def _wait_retrain(c, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = c.get("/v1/admin/retrain", headers=AUTH).json()
-        if status["state"] in ("done", "failed"):
-            assert status["state"] == "done", status
-            return status
-        time.sleep(0.05)
-    raise AssertionError("retrain did not finish")
 
 
 def test_retrain_swaps_while_requests_run(make_client):
@@ -189,7 +178,7 @@ def test_retrain_swaps_while_requests_run(make_client):
         r = c.post("/v1/admin/retrain", headers=AUTH)
         assert r.status_code == 202 and r.json()["state"] == "running"
         assert c.post("/v1/admin/retrain", headers=AUTH).status_code in (202, 409)
-        status = _wait_retrain(c)
+        status = wait_retrain(c)
         deadline = time.monotonic() + 30
         while status["new_version"] not in versions and time.monotonic() < deadline:
             time.sleep(0.02)  # until a request has been answered by the new version
@@ -211,7 +200,7 @@ def test_retrain_swaps_while_requests_run(make_client):
 def test_restart_loads_the_registered_version(make_client, tmp_path):
     c = make_client()
     c.post("/v1/admin/retrain", headers=AUTH)
-    v = _wait_retrain(c)["new_version"]
+    v = wait_retrain(c)["new_version"]
     c.__exit__(None, None, None)
     again = make_client()
     assert again.app.state.service.serving.version == v
@@ -220,7 +209,7 @@ def test_restart_loads_the_registered_version(make_client, tmp_path):
 def test_corrupted_version_is_refused_and_an_intact_one_serves(make_client):
     c = make_client()
     c.post("/v1/admin/retrain", headers=AUTH)
-    _wait_retrain(c)
+    wait_retrain(c)
     service = c.app.state.service
     newest = service.store.models()[-1]
     c.__exit__(None, None, None)
@@ -253,19 +242,7 @@ def test_compaction_after_forget_is_pending_across_restarts_and_never_fails_a_re
     c = make_client()
     assert c.delete("/v1/users/u3", headers=AUTH).status_code == 200
     again = make_client()  # a restarted service: the forget is not counted in its memory
-    assert _retrain_done(again)["state"] == "done"  # compact raised: the retrain still done
-    assert _retrain_done(again)["state"] == "done"  # retried, succeeded
-    assert _retrain_done(again)["state"] == "done"  # nothing pending: not called again
+    assert retrain(again)["state"] == "done"  # compact raised: the retrain still done
+    assert retrain(again)["state"] == "done"  # retried, succeeded
+    assert retrain(again)["state"] == "done"  # nothing pending: not called again
     assert calls == ["compact", "compact"]
-
-
-def _retrain_done(c) -> dict:
-    import time
-
-    assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
-    for _ in range(600):
-        status = c.get("/v1/admin/retrain", headers=AUTH).json()
-        if status["state"] != "running":
-            return status
-        time.sleep(0.05)
-    return status

@@ -11,7 +11,7 @@ import pytest
 
 from frugalrec.serve.store import StoredEvent, StoreError, open_store
 from pg_server import postgres_server
-from serve_helpers import AUTH, item_ids
+from serve_helpers import AUTH, item_ids, retrain
 
 # The shared service fixtures (make_client, the pseudonym key).
 pytest_plugins = ("serve_fixtures",)
@@ -131,29 +131,17 @@ def test_service_runs_the_same_on_both_stores(make_client, store_url):
     assert r.status_code == 201
     after = item_ids(c.get("/v1/users/u3/recommendations"))
     assert before[0] not in after and after != before
-    status = _retrain(c)
+    status = retrain(c)
     assert status["state"] == "done" and status["serving_version"] == 2
     assert before[0] not in item_ids(c.get("/v1/users/u3/recommendations"))
     assert c.delete("/v1/users/u3", headers=AUTH).json()["events_deleted"] == 2
     assert c.get("/readyz").status_code == 200
     # The retrain after a forget compacts the store: on PostgreSQL the dead rows then leave
     # its files (SQLite zeroes them at the forget already; tests/test_privacy_forget.py).
-    assert _retrain(c)["state"] == "done"
+    assert retrain(c)["state"] == "done"
     if store_url.startswith("postgresql"):
         pseudonym = c.app.state.service.pseudonym("u3").encode()
         assert _postgres_db_bytes(store_url).count(pseudonym) == 2  # forgotten_users + pkey
-
-
-def _retrain(c) -> dict:
-    import time
-
-    assert c.post("/v1/admin/retrain", headers=AUTH).status_code == 202
-    for _ in range(600):
-        status = c.get("/v1/admin/retrain", headers=AUTH).json()
-        if status["state"] != "running":
-            break
-        time.sleep(0.05)
-    return status
 
 
 def _postgres_db_bytes(url: str) -> bytes:
