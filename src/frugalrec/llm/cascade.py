@@ -219,3 +219,11 @@ class Cascade:
             info["llm_prob"][0],
             cand[0],
         )
+
+    def rebind(self, pipeline: RecommendPipeline) -> Cascade:
+        """The same LLM tier over another cheap pipeline (a new model version): the re-ranker,
+        config, the one-forward-pass-at-a-time lock and the measured ms per token carry over,
+        so a retrain neither recalibrates nor lets two versions' requests share the model."""
+        out = Cascade(pipeline, self.reranker, self.config)
+        out.lock, out._ms, out._tokens = self.lock, self._ms, self._tokens
+        return out

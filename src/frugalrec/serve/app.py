@@ -18,10 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frugalrec.data.dataset import Dataset
+from frugalrec.serve.admission import AdmissionControl
 from frugalrec.serve.errors import install_error_handlers
 from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.routers import admin, events, items, ops, query, users
-from frugalrec.serve.security import ApiKeys, BodySizeLimit, ClientKeys, RateLimiter
+from frugalrec.serve.security import ApiKeys, BodySizeLimit, ClientKeys, RateLimiter, RateLimits
 from frugalrec.serve.settings import ServeSettings
 from frugalrec.serve.state import ServiceState
 
@@ -74,7 +75,10 @@ def create_app(settings: ServeSettings, dataset: Dataset | None = None, llm: Any
         description=(
             "Versioned API (/v1). Write and admin endpoints need `Authorization: Bearer "
             "<key>`; user ids are pseudonymised before anything is stored or logged. "
-            "Every error is a JSON body naming the field at fault."
+            "Every error is a JSON body naming the field at fault. Under overload a request "
+            "is refused at once with 503 and Retry-After (load shedding); a rate limit "
+            "answers 429 with Retry-After. Events carry an optional event_id that makes a "
+            "retry safe."
         ),
         lifespan=lifespan,
     )
@@ -103,6 +107,22 @@ def create_app(settings: ServeSettings, dataset: Dataset | None = None, llm: Any
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    # Outermost first: metrics, shedding (the cheapest refusal), rate limits and key check,
+    # body size, then CORS and the app.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimits,
+        api_keys=app.state.api_keys,
+        keys=app.state.rate_limiter,
+        anonymous=app.state.anonymous_limiter,
+        client_keys=app.state.client_keys,
+        metrics=service.metrics,
+    )
+    app.add_middleware(
+        AdmissionControl,
+        metrics=service.metrics,
+        read_limit=settings.max_in_flight,
+        write_limit=settings.max_in_flight_writes,
+    )
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app

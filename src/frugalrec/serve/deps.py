@@ -1,5 +1,7 @@
 """Dependency aliases: the state, and who may call (read / write / admin).
 
+The rate limits and the key check itself run earlier, in the ``RateLimits`` middleware
+(cheap refusals); these dependencies only decide whether an endpoint needs a key.
 The dependencies are ``async``: they never block, and a sync dependency would cost a
 thread-pool round trip per request (measured: ~1.3 ms of server CPU for /healthz).
 """
@@ -19,9 +21,12 @@ async def get_state(request: Request) -> ServiceState:
 
 
 def _authorise(request: Request, authorization: str | None) -> str:
-    key_id: str = request.app.state.api_keys.identify(authorization)
-    request.app.state.rate_limiter.take(key_id)
-    return key_id
+    # The middleware identified (and rate-limited) a presented key; without one this
+    # raises 401.
+    key_id = (request.scope.get("state") or {}).get("key_id")
+    if key_id is None:
+        key_id = request.app.state.api_keys.identify(authorization)
+    return str(key_id)
 
 
 async def require_writer(
@@ -34,12 +39,10 @@ async def require_writer(
 async def allow_reader(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> str | None:
-    """Reads are open unless ``read_requires_key``; a presented key is still checked and
-    rate-limited, and anonymous reads are rate-limited per client address."""
+    """Reads are open unless ``read_requires_key``; a presented key is still checked
+    (and rate-limited per key, anonymous reads per client address, by the middleware)."""
     if request.app.state.service.settings.read_requires_key or authorization:
         return _authorise(request, authorization)
-    host = request.client.host if request.client else None
-    request.app.state.anonymous_limiter.take(request.app.state.client_keys.key(host))
     return None
 
 

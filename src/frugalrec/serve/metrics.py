@@ -41,6 +41,23 @@ class ServiceMetrics:
             "Events durably stored by this process",
             registry=self.registry,
         )
+        self.events_repeated = Counter(
+            "frugalrec_events_repeated",
+            "Events acknowledged again without storing: their event_id was already stored",
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "frugalrec_shed",
+            "Requests answered 503 at once because the in-flight limit was reached",
+            ["lane"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "frugalrec_rate_limited",
+            "Requests answered 429 by a rate limit (before any other work)",
+            ["who"],
+            registry=self.registry,
+        )
         self.events_in_store = Gauge(
             "frugalrec_events_in_store", "Events in the store", registry=self.registry
         )

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     Tag,
     ValidationInfo,
     field_validator,
@@ -32,13 +33,25 @@ class _Input(BaseModel):
 
 class EventIn(_Input):
     """One feedback event. ``value`` is required for ``rate`` (0-5); ``ts`` in epoch seconds
-    (default: now)."""
+    (default: now). ``event_id`` makes the event idempotent: a retry with the same id for
+    the same user is stored once and acknowledged again."""
 
     user_id: UserId
     item_id: ItemId
     type: EventType
     value: float | None = Field(None, ge=-1e6, le=1e6, validate_default=True)
     ts: float | None = Field(None, ge=0, le=MAX_TS)
+    event_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="client-chosen id (e.g. a UUID) that makes a retry safe: an event whose "
+        "event_id this user already sent is not stored again and is acknowledged with the "
+        "same response; the same event_id for a different event (item, type or value) is "
+        "answered 409 and nothing is stored. Unique per user, not globally; kept only as a "
+        "keyed hash, and deleted with the user's events when the user is forgotten.",
+    )
 
     @field_validator("value")
     @classmethod
@@ -52,7 +65,8 @@ class EventIn(_Input):
 
 
 class EventBatchIn(_Input):
-    """Several events, stored all-or-nothing."""
+    """Several events, stored all-or-nothing; idempotent per event (``event_id``): a
+    retried batch stores only the events not stored before and is acknowledged the same."""
 
     events: list[EventIn] = Field(min_length=1)
 
@@ -73,7 +87,7 @@ class QueryIn(_Input):
     text: str = Field(min_length=1, max_length=500)
     user_id: UserId | None = None
     k: int = Field(10, ge=1, le=100)
-    explain: bool = False
+    explain: StrictBool = False
     budget_ms: float | None = Field(
         None, gt=0, le=60_000, description="latency budget (used by the LLM tier's cascade)"
     )
@@ -132,9 +146,17 @@ class Recommendation(BaseModel):
     grounded: bool | None = Field(None, description="the guard passed the explanation")
 
 
+COLD_START = (
+    "true when the user has no history to go on (new, or forgotten, or only dislikes): "
+    "the list is the model's answer for a user it does not know (popularity for the "
+    "collaborative models), not a personal one"
+)
+
+
 class RecommendationList(BaseModel):
     user_id: str
     items: list[Recommendation]
+    cold_start: bool = Field(description=COLD_START)
     cost: Cost
 
 
@@ -150,13 +172,20 @@ class QueryResult(BaseModel):
     user_id: str | None
     intent: dict[str, Any]
     items: list[Recommendation]
+    cold_start: bool = Field(
+        description="true when no user history personalised the ranking (no user_id, or "
+        "a user without history): the request's constraints and popularity decided"
+    )
     cost: Cost
 
 
 class EventsAck(BaseModel):
     """Returned only after the events are durably committed."""
 
-    stored: int
+    stored: int = Field(
+        description="events of this request now durably stored; an event whose event_id "
+        "was stored by an earlier request counts too, so a retry gets the same answer"
+    )
     durable: bool = True
 
 

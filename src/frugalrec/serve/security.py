@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import secrets
 import threading
@@ -14,7 +15,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frugalrec.privacy.pseudonyms import Pseudonymiser
-from frugalrec.serve.errors import ApiError
+from frugalrec.serve.errors import ApiError, error_body
+from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.settings import API_KEYS_ENV
 
 
@@ -122,6 +124,53 @@ class ClientKeys(Pseudonymiser):
         return self.pseudonym(host or "-")
 
 
+class RateLimits:
+    """ASGI middleware: the rate limits, applied before routing, body reading or any other
+    work, so that a refusal (429 with ``Retry-After``, 401/403 for a bad key) stays cheap
+    however busy the service is.
+
+    Under ``/v1``: a request with ``Authorization`` spends a token of its API key's bucket
+    (an unknown key is refused here); one without spends a token of its client address's
+    anonymous bucket (then the endpoint decides whether it needed a key). The key id goes
+    into the request state for the endpoint's dependency."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_keys: ApiKeys,
+        keys: RateLimiter,
+        anonymous: RateLimiter,
+        client_keys: ClientKeys,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.app, self.api_keys, self.keys, self.anonymous = app, api_keys, keys, anonymous
+        self.client_keys, self.metrics = client_keys, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        authorization = None
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            if authorization:
+                key_id = self.api_keys.identify(authorization)
+                self.keys.take(key_id)
+                scope.setdefault("state", {})["key_id"] = key_id
+            else:
+                client = scope.get("client")
+                self.anonymous.take(self.client_keys.key(client[0] if client else None))
+        except ApiError as exc:
+            if exc.status == 429:
+                self.metrics.rate_limited.labels("key" if authorization else "client").inc()
+            await send_json_error(send, exc.status, exc.code, exc.message, exc.field, exc.headers)
+            return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """ASGI middleware: request bodies over ``max_bytes`` get 413 with a JSON body, whether
     announced by Content-Length or streamed chunked. The body is read (bounded) before the
@@ -140,7 +189,7 @@ class BodySizeLimit:
             try:
                 too_big = int(length) > self.max_bytes
             except ValueError:
-                await _send_json(
+                await send_json_error(
                     send, 400, "bad_request", "invalid Content-Length", "content-length"
                 )
                 return
@@ -173,18 +222,25 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        await _send_json(
+        await send_json_error(
             send, 413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes", "body"
         )
 
 
-async def _send_json(send: Send, status: int, code: str, message: str, field: str) -> None:
-    import json
-
-    body = json.dumps({"error": code, "message": message, "field": field}).encode()
-    headers: list[Any] = [
+async def send_json_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer from a middleware with the service's JSON error body (no app involved)."""
+    body = json.dumps(error_body(code, message, field)).encode()
+    raw: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

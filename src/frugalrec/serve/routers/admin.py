@@ -38,7 +38,7 @@ def _status(state: State) -> dict:
     summary="Retrain on the dataset plus all stored events; swap atomically when done",
 )
 def retrain(state: State, _writer: Writer) -> dict:
-    state.start_retrain()
+    state.retrainer.start()
     return _status(state)
 
 

@@ -32,4 +32,4 @@ def post_events(state: State, _writer: Writer, body: EventsBody) -> dict:
         raise ApiError(
             422, "invalid_request", f"events: at most {limit} events per batch", field="events"
         )
-    return {"stored": state.add_events(events, batch), "durable": True}
+    return {"stored": state.history.add_events(events, batch), "durable": True}

@@ -26,4 +26,4 @@ async def similar(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict:
     request.state.tier = state.tier
-    return state.similar(item_id, k)
+    return state.responder.similar(item_id, k)

@@ -20,8 +20,8 @@ router = APIRouter(prefix="/v1", tags=["query"])
 async def query(request: Request, state: State, _reader: Reader, body: QueryIn) -> dict:
     if state.encoder is not None or state.llm is not None:
         # Encoding the request (ms) or the LLM stage (s) is model time: off the event loop.
-        payload, tier = await run_in_threadpool(state.query, body)
+        payload, tier = await run_in_threadpool(state.responder.query, body)
     else:
-        payload, tier = state.query(body)  # rules only: sub-millisecond numpy
+        payload, tier = state.responder.query(body)  # rules only: sub-millisecond numpy
     request.state.tier = tier
     return payload

@@ -46,11 +46,13 @@ async def recommendations(
 ) -> Response:
     if state.llm is not None:
         # The LLM stage may take seconds of model time: keep it off the event loop.
-        payload, tier = await run_in_threadpool(state.recommend, user_id, k, explain, budget_ms)
+        payload, tier = await run_in_threadpool(
+            state.responder.recommend, user_id, k, explain, budget_ms
+        )
     else:
         # Runs on the event loop: a cache hit takes microseconds and a miss ~1 ms of numpy
         # plus a WAL read that never waits for a writer; a thread-pool hop would cost more.
-        payload, tier = state.recommend(user_id, k, explain, budget_ms)
+        payload, tier = state.responder.recommend(user_id, k, explain, budget_ms)
     request.state.tier = tier
     # The payload is built from plain floats/ints/strings in the documented shape (tested);
     # re-validating it through the response model cost ~0.3 ms per request, the hottest path.
@@ -64,4 +66,4 @@ async def recommendations(
     summary="Forget a user: events, cached history and results (admin)",
 )
 def forget_user(state: State, _writer: Writer, user_id: UserPath) -> dict:
-    return {"user_id": user_id, "events_deleted": state.forget(user_id)}
+    return {"user_id": user_id, "events_deleted": state.history.forget(user_id)}

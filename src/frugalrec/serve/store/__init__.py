@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from frugalrec.serve.store.base import (
     EVENT_TYPES,
+    EventConflict,
     ModelVersion,
     Store,
     StoredEvent,
@@ -24,4 +25,12 @@ def open_store(url: str) -> Store:
     raise StoreError(f"unknown store URL {url!r}: use sqlite:///path or postgresql://...")
 
 
-__all__ = ["EVENT_TYPES", "ModelVersion", "Store", "StoreError", "StoredEvent", "open_store"]
+__all__ = [
+    "EVENT_TYPES",
+    "EventConflict",
+    "ModelVersion",
+    "Store",
+    "StoreError",
+    "StoredEvent",
+    "open_store",
+]

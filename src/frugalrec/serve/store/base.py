@@ -22,13 +22,15 @@ EVENT_TYPES = ("view", "click", "like", "dislike", "rate")
 @dataclass(frozen=True)
 class StoredEvent:
     """One feedback event as stored: ``user`` is a pseudonym, ``item`` an external item id,
-    ``ts`` seconds since the epoch."""
+    ``ts`` seconds since the epoch, ``event_key`` the keyed hash of the client's
+    ``event_id`` (None without one): unique per user, so a retry is stored once."""
 
     user: str
     item: str
     type: str
     value: float | None
     ts: float
+    event_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,15 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used (bad URL, unreachable server)."""
 
 
+class EventConflict(StoreError):
+    """``events[index]`` reuses its user's ``event_key`` for a different event (item, type
+    or value); the transaction was rolled back."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"events[{index}]: event_key already used for a different event")
+        self.index = index
+
+
 class Store(ABC):
     """What the service needs from persistent storage (thread-safe)."""
 
@@ -58,9 +69,12 @@ class Store(ABC):
 
     @abstractmethod
     def add_events(self, events: Sequence[StoredEvent]) -> int:
-        """Store ``events`` in one transaction (all or nothing); return how many.
+        """Store ``events`` in one transaction (all or nothing); return how many were new.
 
-        Returns only after the commit is durable.
+        An event whose ``(user, event_key)`` is already stored (a retry, or a repeat in the
+        same batch) is not stored again; one that reuses the key for a different event
+        raises :class:`EventConflict` and nothing is written. Returns only after the commit
+        is durable.
         """
 
     @abstractmethod
@@ -154,7 +168,8 @@ class SQLStore(Store):
                 item_id TEXT NOT NULL,
                 type TEXT NOT NULL,
                 value DOUBLE PRECISION,
-                ts DOUBLE PRECISION NOT NULL)""",
+                ts DOUBLE PRECISION NOT NULL,
+                event_key TEXT)""",
             "CREATE INDEX IF NOT EXISTS events_user ON events (user_pseudonym, id)",
             """CREATE TABLE IF NOT EXISTS users (
                 pseudonym TEXT PRIMARY KEY,
@@ -176,6 +191,19 @@ class SQLStore(Store):
         with self._lock, self._transaction() as cur:
             for s in statements:
                 cur.execute(s)
+            # Stores created before event ids: add the column (NULL for old rows).
+            if not self._has_column(cur, "events", "event_key"):
+                cur.execute("ALTER TABLE events ADD COLUMN event_key TEXT")
+            # The idempotency key. NULLs are distinct in a unique index (SQLite and
+            # PostgreSQL), so events sent without an event_id are never merged.
+            cur.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS events_user_event_key "
+                "ON events (user_pseudonym, event_key)"
+            )
+
+    @abstractmethod
+    def _has_column(self, cur: Any, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column`` (inside the schema transaction)."""
 
     # ---- interface -------------------------------------------------------------------
     def ping(self) -> bool:
@@ -190,16 +218,43 @@ class SQLStore(Store):
         if not events:
             return 0
         now = time.time()
-        rows = [(e.user, e.item, e.type, e.value, e.ts) for e in events]
+        plain = [(e.user, e.item, e.type, e.value, e.ts) for e in events if e.event_key is None]
+        keyed = [(i, e) for i, e in enumerate(events) if e.event_key is not None]
         users = sorted({e.user for e in events})
+        new = len(plain)
         with self._lock, self._transaction() as cur:
-            cur.executemany(
-                self._sql(
-                    "INSERT INTO events (user_pseudonym, item_id, type, value, ts) "
-                    "VALUES (?, ?, ?, ?, ?)"
-                ),
-                rows,
-            )
+            if plain:
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO events (user_pseudonym, item_id, type, value, ts) "
+                        "VALUES (?, ?, ?, ?, ?)"
+                    ),
+                    plain,
+                )
+            for i, e in keyed:
+                # The unique index decides, inside this transaction: a concurrent retry on
+                # another connection waits for this commit and then finds the row.
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO events (user_pseudonym, item_id, type, value, ts, event_key) "
+                        "VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (user_pseudonym, event_key) DO NOTHING"
+                    ),
+                    (e.user, e.item, e.type, e.value, e.ts, e.event_key),
+                )
+                if cur.rowcount == 1:
+                    new += 1
+                    continue
+                cur.execute(
+                    self._sql(
+                        "SELECT item_id, type, value FROM events "
+                        "WHERE user_pseudonym = ? AND event_key = ?"
+                    ),
+                    (e.user, e.event_key),
+                )
+                row = cur.fetchone()
+                if row is None or (row[0], row[1], row[2]) != (e.item, e.type, e.value):
+                    raise EventConflict(i)
             cur.executemany(
                 self._sql(
                     "INSERT INTO users (pseudonym, first_seen) VALUES (?, ?) "
@@ -207,7 +262,7 @@ class SQLStore(Store):
                 ),
                 [(u, now) for u in users],
             )
-        return len(rows)
+        return new
 
     def _events(self, where: str, params: tuple[Any, ...]) -> list[StoredEvent]:
         with self._reading() as cur:

@@ -41,6 +41,14 @@ class PostgresStore(SQLStore):
         self._rlock = threading.Lock()
         self._rconn = self._connect()
 
+    def _has_column(self, cur: Any, table: str, column: str) -> bool:
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s",
+            (table, column),
+        )
+        return cur.fetchone() is not None
+
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._conn.transaction(), self._conn.cursor() as cur:

@@ -49,6 +49,10 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
         return conn
 
+    def _has_column(self, cur: Any, table: str, column: str) -> bool:
+        cur.execute(f"PRAGMA table_info({table})")
+        return any(r[1] == column for r in cur.fetchall())
+
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         with self._rlock:
