@@ -6,12 +6,15 @@ Loaded by the service test modules through ``pytest_plugins = ("serve_fixtures",
 from __future__ import annotations
 
 import base64
+import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pg_server import postgres_server
 from serve_helpers import API_KEY
 
 
@@ -50,3 +53,32 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    with postgres_server() as (url, reason):
+        if url is None:
+            msg = f"PostgreSQL tests SKIPPED: no server could start ({reason})"
+            warnings.warn(msg, stacklevel=1)
+            print(f"\n*** {msg} ***")
+            pytest.skip(msg)
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url):
+    """A new database per test on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'parity.db'}"
+    return request.getfixturevalue("fresh_postgres")

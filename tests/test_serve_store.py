@@ -3,47 +3,16 @@ and stopped by this test session); the service runs unchanged on both."""
 
 from __future__ import annotations
 
-import uuid
-import warnings
 from pathlib import Path
 
 import pytest
 
 from frugalrec.serve.store import StoredEvent, StoreError, open_store
-from pg_server import postgres_server
 from serve_helpers import AUTH, item_ids, retrain
 
-# The shared service fixtures (make_client, the pseudonym key).
+# The shared service fixtures (make_client, the pseudonym key, store_url: SQLite and a real
+# PostgreSQL).
 pytest_plugins = ("serve_fixtures",)
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    with postgres_server() as (url, reason):
-        if url is None:
-            msg = f"PostgreSQL tests SKIPPED: no server could start ({reason})"
-            warnings.warn(msg, stacklevel=1)
-            print(f"\n*** {msg} ***")
-            pytest.skip(msg)
-        yield url
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url):
-    """A new database per test on the session's server."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'parity.db'}"
-    return request.getfixturevalue("fresh_postgres")
 
 
 def _ev(user: str, item: str, type_: str = "like", value=None, ts: float = 1.0) -> StoredEvent:

@@ -233,3 +233,27 @@ class ErrorBody(BaseModel):
     message: str
     field: str | None = None
     fields: list[dict[str, str]] | None = None
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+#: Responses every ``/v1`` endpoint may give, whatever its input: refusals that happen
+#: before any work (rate limit, load shedding), both with ``Retry-After``.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "rate limit of the API key or the anonymous client address exceeded",
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "overloaded: the in-flight limit is reached and the request was "
+        "refused at once, before any work (load shedding); retry after Retry-After "
+        "(events: with the same event_id, so nothing is stored twice)",
+        "headers": _RETRY_AFTER,
+    },
+}

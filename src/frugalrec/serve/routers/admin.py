@@ -7,14 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from frugalrec.serve.deps import State, Writer
-from frugalrec.serve.schemas import ErrorBody, ModelVersionOut, RetrainStatus
+from frugalrec.serve.schemas import REFUSALS, ErrorBody, ModelVersionOut, RetrainStatus
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=REFUSALS)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody},
     403: {"model": ErrorBody},
     409: {"model": ErrorBody},
-    429: {"model": ErrorBody},
 }
 
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from frugalrec.serve.deps import Reader, State
-from frugalrec.serve.schemas import ErrorBody, SimilarItems
+from frugalrec.serve.schemas import REFUSALS, ErrorBody, SimilarItems
 
-router = APIRouter(prefix="/v1/items", tags=["items"])
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=REFUSALS)
 
 
 @router.get(

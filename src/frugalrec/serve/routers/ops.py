@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from frugalrec.serve.deps import Reader, State
-from frugalrec.serve.schemas import Health, LatencyStats
+from frugalrec.serve.schemas import REFUSALS, Health, LatencyStats
 
 router = APIRouter(tags=["operations"])
 
@@ -41,6 +41,7 @@ async def metrics(state: State) -> Response:
 @router.get(
     "/v1/stats",
     response_model=LatencyStats,
+    responses=REFUSALS,
     summary="Live p50/p99 per tier (the page's cost panel)",
 )
 async def stats(state: State, _reader: Reader) -> dict:

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from frugalrec.serve.deps import Reader, State
-from frugalrec.serve.schemas import ErrorBody, QueryIn, QueryResult
+from frugalrec.serve.schemas import REFUSALS, ErrorBody, QueryIn, QueryResult
 
-router = APIRouter(prefix="/v1", tags=["query"])
+router = APIRouter(prefix="/v1", tags=["query"], responses=REFUSALS)
 
 
 @router.post(

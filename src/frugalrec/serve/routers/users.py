@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from frugalrec.serve.deps import Reader, State, Writer
-from frugalrec.serve.schemas import ErrorBody, ForgetResult, RecommendationList
+from frugalrec.serve.schemas import REFUSALS, ErrorBody, ForgetResult, RecommendationList
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=REFUSALS)
 UserPath = Annotated[
     str,
     Path(
@@ -25,7 +25,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody},
     403: {"model": ErrorBody},
     422: {"model": ErrorBody},
-    429: {"model": ErrorBody},
 }
 
 

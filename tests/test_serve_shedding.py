@@ -1,0 +1,224 @@
+"""Load shedding and rate limits: past the in-flight limit a request is refused at once
+(503 + Retry-After, JSON, counted), before any work; 429s are answered before any work and
+always carry Retry-After; keys get at least the anonymous limits by default."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from serve_helpers import AUTH
+
+# The shared service fixtures (make_client, the pseudonym key).
+pytest_plugins = ("serve_fixtures",)
+
+
+def _metric(c: Any, name: str, label: str) -> float:
+    for line in c.get("/metrics").text.splitlines():
+        if line.startswith(name) and label in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_full_write_lane_refuses_at_once_and_reads_go_on(make_client):
+    """Writers block inside the handler (the store is slow): the third writer is refused
+    with 503 + Retry-After while the first two are still in flight, reads are unaffected."""
+    c = make_client(max_in_flight_writes=2)
+    history = c.app.state.service.history
+    release, entered = threading.Event(), threading.Semaphore(0)
+    real = history.add_events
+
+    def slow_add(events, batch):
+        entered.release()
+        assert release.wait(30)
+        return real(events, batch)
+
+    history.add_events = slow_add
+    ev = {"user_id": "u1", "item_id": "i1", "type": "like"}
+    answers: list[Any] = []
+    writers = [
+        threading.Thread(target=lambda i=i: answers.append(
+            c.post("/v1/events", json={**ev, "event_id": f"w{i}"}, headers=AUTH)))
+        for i in range(2)
+    ]  # fmt: skip
+    for t in writers:
+        t.start()
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30)
+    shed = c.post("/v1/events", json={**ev, "event_id": "w2"}, headers=AUTH)
+    # Answered while both writers are still blocked: nothing waited behind them.
+    assert not release.is_set() and len(answers) == 0
+    assert shed.status_code == 503
+    assert shed.headers["retry-after"] == "1"
+    assert shed.headers["content-type"] == "application/json"
+    assert shed.json()["error"] == "overloaded"
+    # The other lane, health and metrics are not blocked by a full write lane.
+    assert c.get("/v1/users/u1/recommendations").status_code == 200
+    assert c.get("/healthz").status_code == 200
+    assert _metric(c, "frugalrec_shed_total", 'lane="write"') == 1
+    release.set()
+    for t in writers:
+        t.join(30)
+    assert sorted(r.status_code for r in answers) == [201, 201]
+    # The refused event was not stored; its retry (same event_id) is, once the lane is free.
+    assert c.app.state.service.store.count_events() == 2
+    assert c.post("/v1/events", json={**ev, "event_id": "w2"}, headers=AUTH).status_code == 201
+    assert c.app.state.service.store.count_events() == 3
+
+
+class _Server:
+    """The real app under uvicorn on a free port, in a thread, on the CLI's event loop."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        from frugalrec.cli.serve import UVICORN_LOOP
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", loop=UVICORN_LOOP
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+async def _burst(port: int, paths: list[str]) -> list[tuple[int, dict[str, str], float]]:
+    """One request per connection, all connections open first, then every request written
+    at once; (status, headers, arrival order index) per request."""
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in paths]
+    order = iter(range(len(paths)))
+
+    async def one(conn: Any, path: str) -> tuple[int, dict[str, str], float]:
+        reader, writer = conn
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        arrived = next(order)
+        headers = dict(h.lower().split(": ", 1) for h in head[1:] if ": " in h)
+        await reader.readexactly(int(headers["content-length"]))
+        writer.close()
+        return int(head[0].split()[1]), headers, arrived
+
+    return await asyncio.gather(*(one(c, p) for c, p in zip(conns, paths, strict=True)))
+
+
+def test_the_read_queue_is_bounded_on_the_event_loop(make_client, monkeypatch):
+    """Recommendations run on the event loop without awaiting, so without admission every
+    request that arrives while the loop is busy would wait its turn. Here each one holds
+    the loop for 30 ms; of 24 requests that arrive meanwhile at most the limit are served
+    per turn and the rest are refused in that turn, before any queued one has run."""
+    c = make_client(max_in_flight=3)
+    responder = c.app.state.service.responder
+    real = responder.recommend
+    ran: list[str] = []
+
+    def slow(user_id, k, explain_, budget_ms):
+        time.sleep(0.03)  # model time on the loop
+        ran.append(user_id)
+        return real(user_id, k, explain_, budget_ms)
+
+    monkeypatch.setattr(responder, "recommend", slow)
+    with _Server(c.app) as srv:
+        got = asyncio.run(_burst(srv.port, [f"/v1/users/u{i}/recommendations" for i in range(24)]))
+    codes = [g[0] for g in got]
+    assert set(codes) <= {200, 503} and codes.count(503) >= 1, codes
+    assert len(ran) == codes.count(200)  # a refused request never reached the handler
+    shed = [g for g in got if g[0] == 503]
+    assert all(h["retry-after"] == "1" for _, h, _ in shed)
+    # Refusals came back before the served requests queued in the same turn finished: the
+    # first answer to arrive is a 503 unless the very first turn held a single request.
+    served_last = max(a for code, _, a in got if code == 200)
+    assert min(a for _, _, a in shed) < served_last
+
+
+def test_429_is_answered_before_any_work_with_retry_after(make_client, monkeypatch):
+    c = make_client(
+        anonymous_rate_limit_per_s=0.001,
+        anonymous_rate_limit_burst=1,
+        rate_limit_per_s=0.001,
+        rate_limit_burst=1,
+        max_body_bytes=1024,
+    )
+    calls: list[str] = []
+    responder = c.app.state.service.responder
+    real = responder.recommend
+    monkeypatch.setattr(responder, "recommend", lambda *a: (calls.append(a[0]), real(*a))[1])
+    assert c.get("/v1/users/u1/recommendations").status_code == 200
+    r = c.get("/v1/users/u2/recommendations")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"] == "rate_limited"
+    assert calls == ["u1"]  # the refused request never reached the handler
+    # A key has its own bucket; once spent, even an oversized body is refused by the rate
+    # limit before it is read (429, not 413).
+    assert c.post("/v1/events", json={"user_id": "u1", "item_id": "i1", "type": "view"},
+                  headers=AUTH).status_code == 201  # fmt: skip
+    big = {**AUTH, "content-type": "application/json"}
+    r = c.post("/v1/events", content=b"x" * 4096, headers=big)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert _metric(c, "frugalrec_rate_limited_total", 'who="client"') == 1
+    assert _metric(c, "frugalrec_rate_limited_total", 'who="key"') == 1
+    # Health and metrics are never rate-limited.
+    assert c.get("/healthz").status_code == 200
+
+
+def test_a_bad_key_is_refused_before_any_work(make_client):
+    c = make_client()
+    r = c.get("/v1/users/u1/recommendations", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 403 and r.json()["field"] == "authorization"
+    r = c.post("/v1/events", json={"user_id": "u1", "item_id": "i1", "type": "view"})
+    assert r.status_code == 401
+    assert c.get("/v1/users/u1/recommendations", headers=AUTH).status_code == 200
+
+
+def test_keys_get_at_least_the_anonymous_limits_by_default():
+    from frugalrec.cli import build_parser
+    from frugalrec.serve.settings import ServeSettings
+
+    s = ServeSettings()
+    assert s.rate_limit_per_s >= s.anonymous_rate_limit_per_s
+    assert s.rate_limit_burst >= s.anonymous_rate_limit_burst
+    args = build_parser().parse_args(["serve"])
+    assert args.rate_limit >= args.anonymous_rate_limit
+    assert args.rate_burst >= 2 * args.anonymous_rate_limit  # the CLI's anonymous burst
+    assert args.max_in_flight == s.max_in_flight
+    assert args.max_in_flight_writes == s.max_in_flight_writes
+
+
+def test_serve_help_says_what_each_limit_protects(capsys):
+    from frugalrec.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "runaway or leaked key" in text
+    assert "open reads from one scraper" in text
+    assert "503 + Retry-After" in text
+
+
+def test_openapi_lists_refusals_and_strict_bools(make_client):
+    c = make_client()
+    spec = c.get("/openapi.json").json()
+    post = spec["paths"]["/v1/events"]["post"]["responses"]
+    assert {"409", "422", "429", "503"} <= set(post)
+    assert "Retry-After" in post["503"]["headers"] and "Retry-After" in post["429"]["headers"]
+    assert "event_id" in spec["components"]["schemas"]["EventIn"]["properties"]
+    r = c.post("/v1/query", json={"text": "comedy", "explain": 0})
+    assert r.status_code == 422 and r.json()["field"] == "explain"
+    assert c.post("/v1/query", json={"text": "comedy", "explain": True}).status_code == 200
