@@ -5,14 +5,13 @@ always carry Retry-After; keys get at least the anonymous limits by default."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from serve_helpers import AUTH
+from serve_helpers import AUTH, ServerThread
 
 # The shared service fixtures (make_client, the pseudonym key).
 pytest_plugins = ("serve_fixtures",)
@@ -70,36 +69,6 @@ def test_a_full_write_lane_refuses_at_once_and_reads_go_on(make_client):
     assert c.app.state.service.store.count_events() == 3
 
 
-class _Server:
-    """The real app under uvicorn on a free port, in a thread, on the CLI's event loop."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        from frugalrec.cli.serve import UVICORN_LOOP
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", loop=UVICORN_LOOP
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 async def _burst(port: int, paths: list[str]) -> list[tuple[int, dict[str, str], float]]:
     """One request per connection, all connections open first, then every request written
     at once; (status, headers, arrival order index) per request."""
@@ -135,7 +104,7 @@ def test_the_read_queue_is_bounded_on_the_event_loop(make_client, monkeypatch):
         return real(user_id, k, explain_, budget_ms)
 
     monkeypatch.setattr(responder, "recommend", slow)
-    with _Server(c.app) as srv:
+    with ServerThread(c.app) as srv:
         got = asyncio.run(_burst(srv.port, [f"/v1/users/u{i}/recommendations" for i in range(24)]))
     codes = [g[0] for g in got]
     assert set(codes) <= {200, 503} and codes.count(503) >= 1, codes

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--max-in-flight",
         type=int,
-        default=32,
+        default=16,
         help="reads in flight in this process before the next is refused with 503 + "
         "Retry-After (load shedding): protects the latency of the requests it serves "
         "when many clients together offer more than its capacity",
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--max-in-flight-writes",
         type=int,
-        default=16,
+        default=8,
         help="writes (events, forget, retrain) in flight before 503 + Retry-After",
     )
     p.add_argument("--max-body-bytes", type=int, default=256 * 1024)

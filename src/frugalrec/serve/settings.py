@@ -71,14 +71,16 @@ class ServeSettings(BaseModel):
         2000, ge=1, description="token-bucket size per client address"
     )
     # Admission control (load shedding) per worker process: past these many requests in
-    # flight the next is answered 503 + Retry-After at once. Reads: sized so that a full
-    # admission round of cheap recommendations stays well inside a 50 ms p99 (BENCHMARKS.md,
-    # "Service capacity"); writes each wait for a durable commit, so fewer.
+    # flight the next is answered 503 + Retry-After at once. What is admitted in one turn of
+    # the event loop runs one after another, so the worst wait is about limit x the server
+    # time of one request: 16 x ~0.3-1 ms of a cheap recommendation keeps two turns well
+    # inside a 50 ms p99 (BENCHMARKS.md, "Service capacity and load shedding"); writes each
+    # wait for a durable commit (an fsync), so fewer. Scale with the server time per request.
     max_in_flight: int = Field(
-        32, ge=1, description="reads in flight per worker before 503 (load shedding)"
+        16, ge=1, description="reads in flight per worker before 503 (load shedding)"
     )
     max_in_flight_writes: int = Field(
-        16, ge=1, description="writes in flight per worker before 503 (load shedding)"
+        8, ge=1, description="writes in flight per worker before 503 (load shedding)"
     )
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1)

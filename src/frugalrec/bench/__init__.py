@@ -1,0 +1,1 @@
+"""Instruments: measure the service and configurations (beside the CLI, on top)."""
