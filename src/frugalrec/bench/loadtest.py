@@ -363,17 +363,19 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
-def rec_buckets(metrics_text: str) -> dict[float, float]:
-    """Cumulative counts per histogram bound of the server-side recommendation latency
-    (all tiers, status 200)."""
+def rec_buckets(
+    metrics_text: str,
+    endpoint: str = "/v1/users/{user_id}/recommendations",
+    status: str = "200",
+) -> dict[float, float]:
+    """Cumulative counts per histogram bound of the server-side latency of ``endpoint``
+    answered with ``status`` (all tiers; default: recommendations, 200). Shed requests are
+    never routed: their endpoint is "unmatched", status 503."""
     out: dict[float, float] = {}
     for line in metrics_text.splitlines():
         if not line.startswith("frugalrec_request_seconds_bucket{"):
             continue
-        if (
-            'endpoint="/v1/users/{user_id}/recommendations"' not in line
-            or 'status="200"' not in line
-        ):
+        if f'endpoint="{endpoint}"' not in line or f'status="{status}"' not in line:
             continue
         le = line.split('le="', 1)[1].split('"', 1)[0]
         bound = float("inf") if le == "+Inf" else float(le)
@@ -498,6 +500,10 @@ def run(
     summary["rec_server_p99_bound_ms"] = server_p99_bound_ms(
         rec_buckets(metrics_before), rec_buckets(metrics)
     )
+    # Server-side time of a refusal (in to out of the app), histogram resolution.
+    summary["shed_server_p99_bound_ms"] = server_p99_bound_ms(
+        rec_buckets(metrics_before, "unmatched", "503"), rec_buckets(metrics, "unmatched", "503")
+    )
     summary["server_shed"] = _counter(metrics, "frugalrec_shed_total") - _counter(
         metrics_before, "frugalrec_shed_total"
     )
@@ -547,7 +553,8 @@ def sweep(
     retry_share: float = 0.1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Capacity search (doubling, then bisection to 5%), then 0.5x/1x/2x/3x of it."""
+    """Capacity search (doubling up from ``start_rate``, or halving down to 10/s when it
+    already misses; then bisection to 5%), then 0.5x/1x/2x/3x of it."""
     steps: list[dict[str, Any]] = []
     ts_base = [1.7e9]
 
@@ -576,6 +583,14 @@ def sweep(
             break
         good = rate
         rate *= 2
+    while good == 0 and bad is not None and bad / 2 >= 10:
+        rate = bad / 2
+        s = measure(rate, step_s)
+        steps.append({"rate": rate, "ok": within_target(s), "summary": s})
+        if steps[-1]["ok"]:
+            good = rate
+        else:
+            bad = rate
     if bad is not None and good > 0:
         lo, hi = good, bad
         while (hi - lo) / lo > 0.05:
