@@ -219,7 +219,12 @@ class SQLStore(Store):
             return 0
         now = time.time()
         plain = [(e.user, e.item, e.type, e.value, e.ts) for e in events if e.event_key is None]
-        keyed = [(i, e) for i, e in enumerate(events) if e.event_key is not None]
+        # In key order: two batches sharing keys then wait for each other in one order and
+        # cannot deadlock on the unique index (PostgreSQL, several processes).
+        keyed = sorted(
+            ((i, e) for i, e in enumerate(events) if e.event_key is not None),
+            key=lambda ie: (ie[1].user, ie[1].event_key or "", ie[0]),
+        )
         users = sorted({e.user for e in events})
         new = len(plain)
         with self._lock, self._transaction() as cur:
