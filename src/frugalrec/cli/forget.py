@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--user", required=True, help="the user's own id (pseudonymised here)")
     p.add_argument("--store", help="sqlite:///path (default: the service's) or postgresql://...")
-    p.add_argument("--dataset", default="ml-100k", help="dataset the service runs on")
+    from frugalrec.cli.source import add_source_args
+
+    add_source_args(p, serve_names=True, what="data the service runs on (for the retrain)")
     p.add_argument("--config", type=Path, help="PipelineConfig JSON the service runs")
     p.add_argument("--model-dir", type=Path, help="model versions directory")
     p.add_argument(
@@ -38,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_forget(args: argparse.Namespace) -> int:
     from frugalrec._table import format_table
     from frugalrec.cli import UsageError
+    from frugalrec.cli.source import source_spec
     from frugalrec.privacy.pseudonyms import Pseudonymiser
     from frugalrec.serve.forget import forget_user
     from frugalrec.serve.settings import ServeSettings
@@ -45,7 +48,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     if not args.user.strip():
         raise UsageError("--user must not be empty")
-    overrides: dict[str, object] = {"dataset": args.dataset, "model_dir": args.model_dir}
+    # Retraining needs the service's data; deleting events alone does not.
+    spec = source_spec(args, required=not args.no_retrain)
+    overrides: dict[str, object] = {"model_dir": args.model_dir}
+    if spec is not None:
+        overrides["dataset"] = spec
     if args.store:
         overrides["store_url"] = args.store
     try:
