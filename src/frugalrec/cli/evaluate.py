@@ -113,8 +113,10 @@ def check_attributes(
         if a not in cols and "genres" in cols and a in (*ALIASES["genres"], category_col):
             a = "genres"  # the category column is stored as 'genres' whatever its file name
         if a not in cols:
+            names = cols + (list(ALIASES["genres"]) if "genres" in cols else [])
             raise UsageError(
-                f"--attributes: no item column {a!r}{did_you_mean(a, cols)}; item columns: {cols}"
+                f"--attributes: no item column {a!r}{did_you_mean(a, names)}; item columns: "
+                f"{cols} (the category column is 'genres' or its own name)"
             )
         out.append(a)
     return tuple(out)
