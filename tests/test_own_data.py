@@ -56,7 +56,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 # ---- issue 13 item 8: a bad timestamp names its place ----------------------------------
 def test_out_of_range_unix_timestamp_names_file_line_and_field(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    f = write(tmp_path, "ts.csv", "user,item,timestamp\nu,a,100\nu,b,99999999999999\nv,a,1600000000000\n")
+    f = write(
+        tmp_path, "ts.csv", "user,item,timestamp\nu,a,100\nu,b,99999999999999\nv,a,1600000000000\n"
+    )
     assert main(["data", "validate", "--interactions", str(f)]) == 1
     err = capsys.readouterr().err
     assert "ts.csv:3 [timestamp]: timestamp out of range: '99999999999999'" in err
@@ -73,7 +75,9 @@ def test_aliases_semicolons_and_category_separator(tmp_path) -> None:  # type: i
     from frugalrec.data.columns import ColumnMap
     from frugalrec.data.loaders import load_interactions
 
-    inter = write(tmp_path, "r.csv", "userId;movieId;ts\nu1;a;100\nu1;b;2020-01-01T00:00:00Z\nu2;a;300\n")
+    inter = write(
+        tmp_path, "r.csv", "userId;movieId;ts\nu1;a;100\nu1;b;2020-01-01T00:00:00Z\nu2;a;300\n"
+    )
     items = write(
         tmp_path,
         "it.csv",
@@ -84,6 +88,17 @@ def test_aliases_semicolons_and_category_separator(tmp_path) -> None:  # type: i
     assert ds.timestamp.tolist() == [100, 1577836800, 300]
     a = ds.items_vocab.index(["a"])[0]
     assert ds.items.loc[a, "title"] == "Alpha" and ds.items.loc[a, "genres"] == "Crime|Mystery"
+
+
+def test_parquet_with_aliases_and_numeric_ids(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from frugalrec.data.sources import DataSource
+
+    pd.DataFrame({"UserID": [1, 1, 2], "ItemId": [10, 11, 10], "time": [5, 6, 7]}).to_parquet(
+        tmp_path / "r.parquet"
+    )
+    ds = DataSource(interactions=str(tmp_path / "r.parquet")).load()
+    assert ds.n_users == 2 and ds.n_items == 2 and ds.timestamp.tolist() == [5, 6, 7]
+    assert set(ds.items_vocab.ids) == {"10", "11"}
 
 
 def test_column_flags_and_did_you_mean(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -115,22 +130,30 @@ def test_text_cols_choose_what_the_encoders_read(tmp_path) -> None:  # type: ign
     from frugalrec.text import item_texts
 
     inter = write(tmp_path, "r.csv", "user,item\nu,a\n")
-    items = write(tmp_path, "i.csv", "item,title,blurb,internal_note\na,Alpha,a tale,do not embed\n")
+    items = write(
+        tmp_path, "i.csv", "item,title,blurb,internal_note\na,Alpha,a tale,do not embed\n"
+    )
     ds = load_interactions(inter, items, columns=ColumnMap(text=("blurb",)))
     (text,) = item_texts(ds.items)
     assert "a tale" in text and "do not embed" not in text
 
 
 # ---- validation that protects results ----------------------------------------------------
-def test_validate_reports_coverage_duplicates_and_fails_on_mismatched_ids(tmp_path, shop, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_validate_reports_coverage_duplicates_and_fails_on_mismatched_ids(
+    tmp_path, shop, capsys
+) -> None:  # type: ignore[no-untyped-def]
     assert main(["data", "validate", *src(shop), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     inter = pd.read_csv(shop["interactions"])
     items = pd.read_csv(shop["items"])
     interacted = set(inter["item_id"])
     assert rep["coverage"]["interacted_items"] == len(interacted)
-    assert rep["coverage"]["interacted_items_with_metadata"] == len(interacted & set(items["item_id"]))
-    assert rep["coverage"]["catalogue_items_without_interactions"] == len(set(items["item_id"]) - interacted)
+    assert rep["coverage"]["interacted_items_with_metadata"] == len(
+        interacted & set(items["item_id"])
+    )
+    assert rep["coverage"]["catalogue_items_without_interactions"] == len(
+        set(items["item_id"]) - interacted
+    )
     dups = int(inter.duplicated(["user_id", "item_id"]).sum())
     assert rep["duplicates"]["duplicate_interactions"] == dups > 0
     assert "--dedup keeps the latest" in rep["duplicates"]["what_happens"]
@@ -188,12 +211,18 @@ def test_items_without_interactions_and_bad_flags_are_errors(shop, capsys) -> No
 
 
 # ---- every command on the bookshop --------------------------------------------------------
-def test_every_command_runs_on_the_bookshop_and_never_says_film(tmp_path, shop, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_runs_on_the_bookshop_and_never_says_film(
+    tmp_path, shop, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     outs: list[str] = []
     s = [*src(shop), "--noun", "books"]
     code, _ = run(["data", "validate", *s, "--dedup", "--min-rating", "3"], capsys, outs)
     assert code == 0
-    code, _ = run(["export-split", *s, "--protocol", "temporal", "--out", str(tmp_path / "split")], capsys, outs)
+    code, _ = run(
+        ["export-split", *s, "--protocol", "temporal", "--out", str(tmp_path / "split")],
+        capsys,
+        outs,
+    )
     assert code == 0 and (tmp_path / "split" / "test.csv").is_file()
     code, out = run(
         ["evaluate", *s, "--models", "pop,ease,textmap", "--encoder", "static", "--no-tune",
@@ -203,7 +232,11 @@ def test_every_command_runs_on_the_bookshop_and_never_says_film(tmp_path, shop, 
     assert code == 0
     res = {r["model"]: r["metrics"]["ndcg@10"] for r in json.loads(out)["results"]}
     assert res["textmap"] > res["pop"]  # text scores cold books; popularity cannot
-    code, out = run(["query", "a detective story, no romance", *s, "--encoder", "static", "--json"], capsys, outs)
+    code, out = run(
+        ["query", "a detective story, no romance", *s, "--encoder", "static", "--json"],
+        capsys,
+        outs,
+    )
     assert code == 0
     items = json.loads(out)["items"]
     cats = [set(it["categories"].split("|")) for it in items]
@@ -212,25 +245,63 @@ def test_every_command_runs_on_the_bookshop_and_never_says_film(tmp_path, shop, 
     code, out = run(["bench-queries", *s, "--tiers", "static/numpy", "--json"], capsys, outs)
     assert code == 0 and json.loads(out)[0]["queries"] > 0
     user = pd.read_csv(shop["interactions"])["user_id"].iloc[0]
-    code, out = run(["recommend", *s, "--user", user, "-k", "5", "--explain", "--json"], capsys, outs)
+    code, out = run(
+        ["recommend", *s, "--user", user, "-k", "5", "--explain", "--json"], capsys, outs
+    )
     assert code == 0
     rec = json.loads(out)
     assert not rec["user_cold_start"] and len(rec["items"]) == 5
     assert any("of your books" in it["explanation"] for it in rec["items"])
-    code, out = run(["recommend", *s, "--user", "new@example.com", "-k", "5", "--json"], capsys, outs)
-    assert code == 0 and json.loads(out)["user_cold_start"] and len(json.loads(out)["items"]) == 5
-    monkeypatch.setattr("sys.stdin", io.StringIO("mystery please\nno romance\nmore like the second one\n"))
+    code, out = run(
+        ["recommend", *s, "--user", "new@example.com", "-k", "5", "--json"], capsys, outs
+    )
+    cold = json.loads(out)
+    assert code == 0 and cold["user_cold_start"] and len(cold["items"]) == 5
+    scores = [it["score"] for it in cold["items"]]
+    # The average known user's scores: positive, ranked, not an empty history's ties.
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1] > 0
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("mystery please\nno romance\nmore like the second one\n")
+    )
     code, out = run(["chat", *s, "--user", user, "--no-llm", "-k", "5", "--json"], capsys, outs)
     turns = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(turns) == 3
     assert "Mystery" in turns[0]["understood"]["want_genres"]
     assert "Romance" in turns[1]["understood"]["exclude_genres"]
-    code, _ = run(["batch-recommend", *s, "--model", "ease", "-k", "3", "--out", str(tmp_path / "b.parquet"), "--quiet"], capsys, outs)
+    code, _ = run(
+        [
+            "batch-recommend",
+            *s,
+            "--model",
+            "ease",
+            "-k",
+            "3",
+            "--out",
+            str(tmp_path / "b.parquet"),
+            "--quiet",
+        ],
+        capsys,
+        outs,
+    )
     assert code == 0
     batch = pd.read_parquet(tmp_path / "b.parquet")
     assert set(batch["item"]) <= set(pd.read_csv(shop["items"])["item_id"])
     store = f"sqlite:///{tmp_path / 'forget.db'}"
-    code, _ = run(["forget", "--user", user, "--store", store, *s, "--model-dir", str(tmp_path / "m"), "--json"], capsys, outs)
+    code, _ = run(
+        [
+            "forget",
+            "--user",
+            user,
+            "--store",
+            store,
+            *s,
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--json",
+        ],
+        capsys,
+        outs,
+    )
     assert code == 0
     # bench (two configurations of the quick grid's kinds) and plan, end to end.
     configs = tmp_path / "configs.json"
@@ -239,12 +310,18 @@ def test_every_command_runs_on_the_bookshop_and_never_says_film(tmp_path, shop, 
         {"name": "textmap-static", "model": "textmap", "encoder": "static", "backend": "numpy"},
     ]))  # fmt: skip
     bench_dir = tmp_path / "bench"
-    code, _ = run(["bench", *s, "--quick", "--configs", str(configs), "--out", str(bench_dir)], capsys, outs)
+    code, _ = run(
+        ["bench", *s, "--quick", "--configs", str(configs), "--out", str(bench_dir)], capsys, outs
+    )
     assert code == 0
     records = json.loads((bench_dir / "bench.json").read_text())
     assert len(records) == 2 and all(r["cost"]["n_items"] == 160 for r in records)
     assert "--interactions" in (bench_dir / "report.html").read_text()
-    code, out = run(["plan", "--bench", str(bench_dir / "bench.json"), "--hardware", "local,t4", "--json"], capsys, outs)
+    code, out = run(
+        ["plan", "--bench", str(bench_dir / "bench.json"), "--hardware", "local,t4", "--json"],
+        capsys,
+        outs,
+    )
     assert code == 0 and json.loads(out)["hardware"]["local"]["config"]
     for text in outs:
         assert not FILM_WORDS.search(text), FILM_WORDS.search(text)
@@ -270,7 +347,9 @@ def test_service_on_the_bookshop(tmp_path, shop) -> None:  # type: ignore[no-unt
     from frugalrec.serve.app import create_app
     from frugalrec.serve.settings import ServeSettings
 
-    spec = DataSource(interactions=str(shop["interactions"]), items=str(shop["items"]), noun="books").to_spec()
+    spec = DataSource(
+        interactions=str(shop["interactions"]), items=str(shop["items"]), noun="books"
+    ).to_spec()
     settings = ServeSettings.from_environment(
         api_keys=[API_KEY], dataset=spec, store_url=f"sqlite:///{tmp_path / 's.db'}",
         model_dir=tmp_path / "models",
@@ -290,7 +369,9 @@ def test_service_on_the_bookshop(tmp_path, shop) -> None:  # type: ignore[no-unt
         assert got["intent"]["exclude_genres"] == ["Romance"]
         assert got["items"] and all("Romance" not in it["genres"] for it in got["items"])
         # Live fold-in: liking the current top item changes the list at once.
-        ev = c.post("/v1/events", json={"user_id": user, "item_id": ids[0], "type": "like"}, headers=AUTH)
+        ev = c.post(
+            "/v1/events", json={"user_id": user, "item_id": ids[0], "type": "like"}, headers=AUTH
+        )
         assert ev.status_code == 201, ev.text
         after = [it["item_id"] for it in c.get(f"/v1/users/{user}/recommendations").json()["items"]]
         assert ids[0] not in after and after != ids
@@ -303,23 +384,30 @@ def test_facade_in_the_users_own_ids(tmp_path, shop) -> None:  # type: ignore[no
     import frugalrec
     from frugalrec.models import EASERecommender
 
-    rec = frugalrec.Recommender.from_files(shop["interactions"], shop["items"], model="ease", noun="books")
+    rec = frugalrec.Recommender.from_files(
+        shop["interactions"], shop["items"], model="ease", noun="books"
+    )
     inter = pd.read_csv(shop["interactions"])
     known = inter["user_id"].iloc[0]
     df = rec.recommend([known, "stranger@example.com"], k=5)
     assert list(df.columns) == ["user", "item", "rank", "score", "title", "cold_start"]
     assert df.groupby("user")["rank"].apply(list).to_dict() == {
-        known: [1, 2, 3, 4, 5], "stranger@example.com": [1, 2, 3, 4, 5]
+        known: [1, 2, 3, 4, 5],
+        "stranger@example.com": [1, 2, 3, 4, 5],
     }
     assert not df.loc[df["user"] == known, "cold_start"].any()
     assert df.loc[df["user"] != known, "cold_start"].all()
     seen = set(inter.loc[inter["user_id"] == known, "item_id"])
     assert not seen & set(df.loc[df["user"] == known, "item"])
-    titles = dict(zip(pd.read_csv(shop["items"])["item_id"], pd.read_csv(shop["items"])["title"], strict=True))
+    titles = dict(
+        zip(pd.read_csv(shop["items"])["item_id"], pd.read_csv(shop["items"])["title"], strict=True)
+    )
     assert all(titles[i] == t for i, t in zip(df["item"], df["title"], strict=True))
     # Independent check of the cold-start scale: EASE fitted here, scores of every known
     # user averaged; the facade's cold-start list is that average's top 5.
-    ds = frugalrec.DataSource(interactions=str(shop["interactions"]), items=str(shop["items"])).load()
+    ds = frugalrec.DataSource(
+        interactions=str(shop["interactions"]), items=str(shop["items"])
+    ).load()
     model = EASERecommender().fit(ds)
     users = np.flatnonzero(np.diff(model.history_.indptr) > 0)
     mean = model.score(users).mean(axis=0)
@@ -348,4 +436,3 @@ def test_facade_fits_text_models_with_their_vectors(shop) -> None:  # type: igno
     first = set(items.loc["BK-00001", "category"].split("|"))
     shared = [bool(first & set(items.loc[i, "category"].split("|"))) for i in sim["similar"]]
     assert sum(shared) >= 3  # the text model sees the description and category words
-

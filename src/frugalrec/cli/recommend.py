@@ -123,7 +123,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         args.candidates = args.k  # unused, but keeps the setup checks simple
     _, tier, history, llm, setup = _setup(args, need_llm, llm_explain)
     _status("answering...", args.json)
-    ans = tier.answer(history, args.k, explain=args.explain is not None)
+    boost = None
+    if args.cold_start:
+        # The model's average answer over its known users (same scale as theirs), not the
+        # zeros or raw counts an empty history would give: boost = mean - fold_in(empty).
+        import scipy.sparse as sp
+
+        from frugalrec.api import cold_start_scores
+
+        empty = sp.csr_matrix((1, tier.ds.n_items), dtype=np.float32)
+        boost = cold_start_scores(tier.model) - tier.model.fold_in(empty)[0]
+    ans = tier.answer(history, args.k, explain=args.explain is not None, boost=boost)
     payload = {
         "dataset": tier.ds.name,
         "user_cold_start": args.cold_start,
@@ -140,8 +150,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.explain:
         cols += ["explainer", "explanation"]
     if args.cold_start:
-        print(f"(cold start: {args.user!r} has no history; scores come from the model's "
-              "answer to an empty history)")  # fmt: skip
+        print(f"(cold start: {args.user!r} has no history; scores are the model's average "
+              "over its known users)")  # fmt: skip
     print(format_table(ans["items"], cols, 3))
     print(f"route: {ans['route']['route']} (llm fired: {ans['route']['llm_fired']})")
     print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in ans["cost_ms"].items()))
