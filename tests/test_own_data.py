@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 from frugalrec.cli import main
+from serve_helpers import API_KEY, AUTH, retrain
 
-API_KEY = "test-key-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 FILM_WORDS = re.compile(r"\b(films?|movies?|viewers?)\b", re.IGNORECASE)
 
 
@@ -375,6 +374,12 @@ def test_service_on_the_bookshop(tmp_path, shop) -> None:  # type: ignore[no-unt
         assert ev.status_code == 201, ev.text
         after = [it["item_id"] for it in c.get(f"/v1/users/{user}/recommendations").json()["items"]]
         assert ids[0] not in after and after != ids
+        # Retraining on the user's catalogue swaps in a new version that keeps the event.
+        v0 = c.get("/readyz").json()["model_version"]
+        retrain(c)
+        assert c.get("/readyz").json()["model_version"] == v0 + 1
+        again = c.get(f"/v1/users/{user}/recommendations").json()["items"]
+        assert ids[0] not in [it["item_id"] for it in again]
         assert "describe what you would like" in c.get("/").text
         assert not FILM_WORDS.search(c.get("/").text)
 
