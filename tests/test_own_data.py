@@ -431,6 +431,23 @@ def test_facade_in_the_users_own_ids(tmp_path, shop) -> None:  # type: ignore[no
             assert f.suffix in {".npz", ".json"}, f
 
 
+def test_facade_takes_column_names_and_is_lazy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    import frugalrec
+
+    f = write(tmp_path, "o.csv", "customer,sku\nc1,s1\nc1,s2\nc2,s1\nc2,s3\nc3,s2\n")
+    cols = frugalrec.ColumnMap(user="customer", item="sku")
+    rec = frugalrec.Recommender.from_files(f, columns=cols, model="itemknn")
+    df = rec.recommend("c1", k=2)
+    assert df["item"].tolist() == ["s3"] and not df["cold_start"].any()
+    # ``import frugalrec`` alone loads neither pandas nor the models.
+    code = "import sys, frugalrec; print('pandas' in sys.modules, 'frugalrec.api' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
 def test_facade_fits_text_models_with_their_vectors(shop) -> None:  # type: ignore[no-untyped-def]
     import frugalrec
 

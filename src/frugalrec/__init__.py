@@ -6,12 +6,13 @@ from frugalrec._threads import set_thread_env
 set_thread_env()
 
 __version__ = "0.1.0"
-__all__ = ["DataSource", "Recommender", "__version__", "load_dataset"]
+__all__ = ["ColumnMap", "DataSource", "Recommender", "__version__", "load_dataset"]
 
 # The facade and the loaders are imported on first use: ``import frugalrec`` stays cheap
 # (no pandas, no models) for the CLI and the thread set-up above.
 _LAZY = {
     "Recommender": ("frugalrec.api", "Recommender"),
+    "ColumnMap": ("frugalrec.data.columns", "ColumnMap"),
     "DataSource": ("frugalrec.data.sources", "DataSource"),
     "load_dataset": ("frugalrec.data.sources", "load_dataset"),
 }
