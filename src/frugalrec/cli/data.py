@@ -87,7 +87,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         summary["categories"] = len(cats)
         summary["category_examples"] = ", ".join(cats[:8])
     cov = coverage(raw) if src.items is not None else None
-    problems = []
+    problems: list[str] = []
     if cov is not None and cov["metadata_coverage"] < args.min_coverage:
         problems.append(
             f"{src.items}: only {cov['interacted_items_with_metadata']} of "
@@ -117,19 +117,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
              "value": f"{cov['catalogue_items_without_interactions']} of "
                       f"{cov['catalogue_items']}"},
         ]  # fmt: skip
-    dup = report["duplicates"]
+    dup = duplicates(raw)
     rows.append({"field": "duplicate (user, item) rows", "value": dup["duplicate_interactions"]})
     print(format_table(rows, ["field", "value"], 6))
     print(f"duplicates: {dup['what_happens']}")
-    if report["ratings"]:
-        r = report["ratings"]
+    r = ratings(raw, src.min_rating)
+    if r:
         print(f"ratings {r['rating_min']:g}..{r['rating_max']:g}: {r['positives']}")
     if len(steps) > 1:
         print("cleaning:")
         print(format_table(steps, ["step", "interactions", "users", "items"]))
-    for p in problems:
-        print(f"error: {p}", file=sys.stderr)
-    return 0 if report["ok"] else 1
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    return 0 if not problems else 1
 
 
 def _categories(ds) -> list[str]:  # type: ignore[no-untyped-def]

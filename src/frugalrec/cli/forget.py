@@ -48,17 +48,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     if not args.user.strip():
         raise UsageError("--user must not be empty")
-    # Retraining needs the service's data; deleting events alone does not.
-    spec = source_spec(args, required=not args.no_retrain)
     overrides: dict[str, object] = {"model_dir": args.model_dir}
-    if spec is not None:
-        overrides["dataset"] = spec
     if args.store:
         overrides["store_url"] = args.store
     try:
         settings = ServeSettings(**overrides)  # type: ignore[arg-type]
     except Exception as exc:  # pydantic names the field
         raise UsageError(str(exc)) from exc
+    # Retraining needs the service's data; deleting events alone does not. Checked before
+    # the store is opened: a usage error changes nothing.
+    spec = source_spec(args, required=not args.no_retrain)
     try:
         store = open_store(settings.store_url)
     except StoreError as exc:
@@ -75,7 +74,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 config = ServiceState._load_config(args.config) if args.config else DEFAULT_CONFIG
             except ValueError as exc:  # names the file and the field; nothing deleted yet
                 raise UsageError(str(exc)) from exc
-            dataset = load_serving_dataset(settings.dataset)
+            assert spec is not None
+            dataset = load_serving_dataset(spec)
             model_dir = settings.resolved_model_dir()
         report = forget_user(
             store,

@@ -130,11 +130,11 @@ def resolve_columns(
                 msg = f"column {name!r} (from {flag}) not found{hint}; found: {header}"
                 out.missing.append((canon, msg))
             continue
-        found = None
+        found: str | None = None
         for alias in ALIASES.get(canon, (canon,)):
-            h = by_lower.get(alias)
-            if h is not None and h not in taken:
-                found = h
+            hit = by_lower.get(alias)
+            if hit is not None and hit not in taken:
+                found = hit
                 break
         if found is not None:
             out.rename[found] = canon

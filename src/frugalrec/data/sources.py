@@ -62,8 +62,13 @@ class DataSource:
 
     @property
     def name(self) -> str:
-        """A short display name: the built-in name or the interactions file's stem."""
-        return self.dataset or Path(str(self.interactions)).stem
+        """A short display name: the built-in name, or the interactions file's stem (its
+        folder's name when the stem is a generic one such as ``interactions``)."""
+        if self.dataset:
+            return self.dataset
+        path = Path(str(self.interactions)).resolve()
+        generic = {"interactions", "ratings", "events", "data", "train", "log"}
+        return path.parent.name if path.stem.lower() in generic and path.parent.name else path.stem
 
     def to_dict(self) -> dict[str, Any]:
         """Only the fields that differ from the defaults (a compact, readable spec)."""

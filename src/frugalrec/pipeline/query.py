@@ -195,7 +195,7 @@ def parse_query(
     query = scrub_text(query)
     text = query.strip()
     given = categories is not None
-    vocab = _vocabulary(tuple(sorted(categories if given else DEFAULT_CATEGORIES)))
+    vocab = _vocabulary(tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories)))
     intent = QueryIntent(raw=query, text=text, vocabulary="catalogue" if given else "default")
     for m in vocab.negation.finditer(text):
         intent.exclude |= vocab.phrases[m.group(1).lower()]

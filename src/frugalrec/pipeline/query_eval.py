@@ -60,7 +60,7 @@ def query_set(items: pd.DataFrame, min_relevant: int = 5) -> list[tuple[str, np.
         year = np.full(len(items), np.nan)
     table = _phrases(items)
     has = {g: genres.map(lambda gs, g=g: g in gs).to_numpy(dtype=bool) for g in table}
-    common = [g for g in ("Horror", "Romance", "Drama", "Comedy") if g in table]
+    common: list[str] = [g for g in ("Horror", "Romance", "Drama", "Comedy") if g in table]
     if not common:  # another domain: exclude its most frequent categories instead
         common = sorted(table, key=lambda g: -int(has[g].sum()))[:4]
     out: list[tuple[str, np.ndarray]] = []
