@@ -69,6 +69,13 @@ def test_out_of_range_unix_timestamp_names_file_line_and_field(tmp_path, capsys)
     assert {(p["line"], p["field"]) for p in found} == {(3, "timestamp"), (4, "timestamp")}
 
 
+def test_a_bad_year_names_its_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    inter = write(tmp_path, "r.csv", "user,item\nu,a\n")
+    items = write(tmp_path, "i.csv", "item,title,year\na,A,1995\nb,B,\nc,C,19x5\n")
+    assert main(["data", "validate", "--interactions", str(inter), "--items", str(items)]) == 1
+    assert "i.csv:4 [year]: not a year: '19x5'" in capsys.readouterr().err
+
+
 # ---- columns and formats ------------------------------------------------------------
 def test_aliases_semicolons_and_category_separator(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from frugalrec.data.columns import ColumnMap

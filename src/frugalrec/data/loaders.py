@@ -224,6 +224,21 @@ def _timestamps(name: str, df: pd.DataFrame) -> tuple[np.ndarray, list[Problem]]
     return out, problems
 
 
+def _years(name: str, table: pd.DataFrame) -> tuple[pd.Series, list[Problem]]:
+    """The ``year`` column as Int64 (empty -> missing); anything else that is not a whole
+    number is a problem with its line."""
+    raw = table["year"].astype(str).str.strip()
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = np.flatnonzero((raw.ne("") & ~raw.str.lower().isin({"nan", "<na>", "none"})
+                          & (num.isna() | (num % 1 != 0))).to_numpy())  # fmt: skip
+    lines = _lines(table)
+    problems = [
+        Problem(name, f"not a year: {raw.iloc[j]!r}", line=int(lines[j]), field="year")
+        for j in bad[:MAX_PROBLEMS]
+    ]
+    return num.where(num % 1 == 0).astype("Int64"), problems
+
+
 def split_categories(values: pd.Series, sep: str) -> pd.Series:
     """``"Mystery, Crime "`` (``sep=","``) -> ``"Mystery|Crime"``: trimmed, empties dropped."""
     if not sep:
@@ -323,9 +338,8 @@ def load_interactions(
             item_table, more = _item_columns(item_table, str(items), columns or ColumnMap())
             problems += more
             if "year" in item_table:
-                item_table["year"] = pd.to_numeric(item_table["year"], errors="coerce").astype(
-                    "Int64"
-                )
+                item_table["year"], more = _years(str(items), item_table)
+                problems += more
     user_table = None
     if users is not None:
         user_table, user_problems = read_table(users, ("user",))
