@@ -6,6 +6,10 @@
 filters (an excluded genre or a year outside the range never appears); the free text is
 encoded with the same tier as the catalogue and ranked by cosine, optionally blended with
 the user's profile. Rules first: they cost microseconds and never hallucinate.
+
+The category words come from the catalogue itself (its category column): on a bookshop
+"a detective story, no romance" asks for Mystery and excludes Romance. ml-100k's genre list
+is only the vocabulary of last resort, for a caller that names none.
 """
 
 from __future__ import annotations
