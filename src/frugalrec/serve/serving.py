@@ -23,6 +23,7 @@ from frugalrec.llm.guard import Guard
 from frugalrec.models.base import top_k
 from frugalrec.models.registry import model_class
 from frugalrec.pipeline.config import PipelineConfig
+from frugalrec.pipeline.query import catalogue_categories, parse_query, score_query
 from frugalrec.pipeline.recommend import RecommendPipeline
 from frugalrec.serve.errors import ApiError
 from frugalrec.serve.history import UserHistory
@@ -93,6 +94,8 @@ class Responder:
         )
         known = [y for y in self.years if y is not None]
         self.year_span = (min(known), max(known)) if known else None
+        # The catalogue's own category words, read once (not re-read per request).
+        self.categories = catalogue_categories(ds.items) if "genres" in ds.items else None
         self.tier = "text" if model_class(config.model).uses_item_vectors else "cheap"
         self._local = threading.local()
         self.current: ServingModel | None = None
@@ -311,14 +314,12 @@ class Responder:
         }
 
     def query(self, q: QueryIn) -> tuple[dict[str, Any], str]:
-        from frugalrec.pipeline.query import parse_query, score_query
-
         t0 = time.perf_counter()
         serving = self.serving
         stages: dict[str, float] = {}
         t = time.perf_counter()
         # parse_query scrubs PII first; ``intent.raw`` is the scrubbed request.
-        intent = parse_query(q.text, self.year_span)
+        intent = parse_query(q.text, self.year_span, self.categories)
         stages["parse_ms"] = (time.perf_counter() - t) * 1e3
         n = self.dataset.n_items
         if self.encoder is not None and self.item_vectors is not None:
