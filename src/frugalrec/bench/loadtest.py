@@ -691,8 +691,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the server started here is stopped with it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     mix = tuple(float(x) for x in args.mix.split(","))
     if len(mix) != 3:
         raise SystemExit("--mix needs three numbers")
