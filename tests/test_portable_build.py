@@ -77,20 +77,44 @@ def test_the_installed_llama_cpp_has_no_avx512_code():
     assert features.get("AVX2") == "1", out
     on = sorted(k for k, v in features.items() if v != "0" and k.startswith(("AVX512", "AMX")))
     assert on == [], f"llama.cpp was built with {on}: {out}"
+    # The disassembly agrees: no instruction touches a 512-bit register anywhere.
+    asm = _disassembly(sorted(lib.glob("*.so")))
+    if asm is None:
+        return
+    for name, text in asm.items():
+        assert "zmm" not in text, f"{name} holds AVX-512 code"
+    cpu = [name for name in asm if name.startswith("libggml-cpu")]
+    assert cpu and all("ymm" in asm[name] for name in cpu)  # and AVX2 code is there
+
+
+def _disassembly(libs: list[Path]) -> dict[str, str] | None:
+    """objdump -d of each library (None when objdump is not installed)."""
     objdump = shutil.which("objdump")
     if objdump is None:
-        return
-    # The disassembly agrees: no instruction touches a 512-bit register anywhere.
-    libs = sorted(lib.glob("*.so"))
+        return None
     assert libs
+    out = {}
     for so in libs:
-        asm = subprocess.run(
+        out[so.name] = subprocess.run(
             [objdump, "-d", "--no-show-raw-insn", str(so)],
             capture_output=True,
             text=True,
             timeout=300,
             check=True,
         ).stdout
-        assert "zmm" not in asm, f"{so.name} holds AVX-512 code"
-        if so.name.startswith("libggml-cpu"):
-            assert "ymm" in asm  # and AVX2 code is there
+    return out
+
+
+def test_implicit_compiled_on_install_has_no_avx512_code():
+    # implicit 0.7.3 has no wheel for this Python: pip compiles it here. Its CMake sets no
+    # CPU flags (baseline x86-64); its dense algebra goes through numpy/scipy's OpenBLAS,
+    # which picks its kernels at run time.
+    spec = importlib.util.find_spec("implicit")
+    if spec is None or spec.origin is None:
+        pytest.skip("implicit is not installed")
+    root = Path(spec.origin).parent
+    asm = _disassembly(sorted(p for p in root.rglob("*.so") if "gpu" not in p.parts))
+    if asm is None:
+        pytest.skip("objdump is not installed")
+    for name, text in asm.items():
+        assert "zmm" not in text, f"{name} holds AVX-512 code"
