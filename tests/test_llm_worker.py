@@ -83,6 +83,30 @@ def test_the_worker_answers_like_the_model_in_process(worker):
     assert worker.pid == child and worker.count_tokens("ok") == 2
 
 
+def test_concurrent_calls_queue_in_the_worker_and_get_their_own_answers(worker):
+    # Requests larger than a pipe's buffer, from several threads at once: each caller gets
+    # the answer to its own prompts, nothing deadlocks.
+    ref = FakeLLM(favour="Bolt")
+    batches = [
+        [f"A. {'Bolt' if (t + j) % 3 == 0 else 'Nut'} {'x' * 20_000}" for j in range(20)]
+        for t in range(6)
+    ]
+    got: dict[int, np.ndarray] = {}
+
+    def ask(t: int) -> None:
+        got[t] = worker.logits_for_next_token(batches[t])
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in range(len(batches))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert sorted(got) == list(range(len(batches)))
+    for t, prompts in enumerate(batches):
+        np.testing.assert_array_equal(got[t], ref.logits_for_next_token(prompts))
+    assert len(worker.timings) == sum(len(b) for b in batches)
+
+
 def test_a_segfault_in_the_worker_is_an_exception_here_then_a_restart(worker):
     before = worker.pid
     with pytest.raises(LLMUnavailable) as err:

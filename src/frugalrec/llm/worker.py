@@ -295,7 +295,10 @@ class _Process:
         self.pid = self.proc.pid
         self._w = os.fdopen(req_w, "wb")
         self._r = os.fdopen(rep_r, "rb")
-        self._lock = threading.Lock()  # pending, ids, writes
+        # Two locks: the reader only ever takes ``_lock`` (state), so a writer blocked on a
+        # full request pipe never stops the replies that would let the child read on.
+        self._lock = threading.Lock()  # pending, head_since, dead, kill reason
+        self._wlock = threading.Lock()  # request ids and writes, in the same order
         self._ids = itertools.count(1)
         self.pending: dict[int, _Pending] = {}
         self.head_since = time.perf_counter()  # when the oldest request began executing
@@ -315,13 +318,14 @@ class _Process:
                deadline: float | None) -> _Pending:  # fmt: skip
         now = time.perf_counter()
         timeout = None if deadline is None else max(0.0, deadline - now)
-        with self._lock:
-            if self.dead:
-                raise LLMUnavailable(self.death_reason or "worker_crash:unknown")
-            p = _Pending(next(self._ids), now, deadline)
-            if not self.pending:
-                self.head_since = now
-            self.pending[p.id] = p
+        with self._wlock:
+            with self._lock:
+                if self.dead:
+                    raise LLMUnavailable(self.death_reason or "worker_crash:unknown")
+                p = _Pending(next(self._ids), now, deadline)
+                if not self.pending:
+                    self.head_since = now
+                self.pending[p.id] = p
             frame = {"id": p.id, "method": method, "args": list(args), "kwargs": kwargs,
                      "timeout": timeout}  # fmt: skip
             try:
@@ -345,11 +349,15 @@ class _Process:
         with self._lock:
             if self._kill_reason is None:
                 self._kill_reason = "closed"
+        # A child that stopped reading (hung) leaves a writer blocked: then it is killed.
+        if self._wlock.acquire(timeout=timeout):
             try:
                 _write_frame(self._w, {"id": -1, "method": "__close__"})
                 self._w.close()
             except (OSError, ValueError):
                 pass
+            finally:
+                self._wlock.release()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
