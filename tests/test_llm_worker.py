@@ -46,6 +46,14 @@ def worker():
     w.close()
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (exited, waiting for whoever adopted it to reap it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _kill_soon(pid: int, after_s: float) -> threading.Timer:
     t = threading.Timer(after_s, os.kill, (pid, signal.SIGKILL))
     t.start()
@@ -203,9 +211,9 @@ def test_close_and_a_killed_parent_leave_no_worker_behind(worker, tmp_path):
         parent.kill()
         parent.wait()
         end = time.perf_counter() + 30
-        while psutil.pid_exists(child) and time.perf_counter() < end:
+        while _running(child) and time.perf_counter() < end:
             time.sleep(0.1)
-        assert not psutil.pid_exists(child)
+        assert not _running(child)
     finally:
         parent.kill()
 
