@@ -465,7 +465,6 @@ class WorkerLLM:
         self._closed = False
         self._restarting = False
         self._consecutive = 0  # failures since the last answered call
-        self._on_failure: list[Callable[[str], None]] = []
         self._proc: _Process | None = None
         proc = self._spawn()
         if not proc.ready.wait(self.config.start_timeout_s) or proc.dead:
@@ -481,10 +480,6 @@ class WorkerLLM:
     # -- lifecycle
     def _spawn(self) -> _Process:
         return _Process(self._spec, self.config, self._died)
-
-    def on_failure(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(reason)`` on every worker failure (metrics)."""
-        self._on_failure.append(callback)
 
     def _died(self, proc: _Process, reason: str) -> None:
         with self._cond:
@@ -506,11 +501,6 @@ class WorkerLLM:
         self.last_failure = reason
         self.failures[reason] = self.failures.get(reason, 0) + 1
         self._consecutive += 1
-        for cb in self._on_failure:
-            try:
-                cb(reason)
-            except Exception:  # a metrics callback must not break the restart
-                log.exception("LLM worker failure callback failed")
 
     def _restart(self, died_at: float) -> None:
         while True:
@@ -545,6 +535,8 @@ class WorkerLLM:
                         log.warning("LLM worker back after %.2f s", self.last_restart_s)
                         self._cond.notify_all()
                         return
+                    # Died between loading and now: a failure like any other (backs off).
+                    self._note_failure(f"restart_failed:{proc.death_reason}")
                 continue
             reason = proc.death_reason or (
                 _rebuild(proc.load_error).__class__.__name__ if proc.load_error else "start_timeout"
