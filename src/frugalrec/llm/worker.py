@@ -604,7 +604,11 @@ class WorkerLLM:
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``method(*args, **kwargs)`` on the model in the worker, within ``deadline``."""
-        deadline = self.deadline
+        return self._invoke(method, args, kwargs, self.deadline)
+
+    def _invoke(
+        self, method: str, args: Sequence[Any], kwargs: dict[str, Any], deadline: float | None
+    ) -> Any:
         proc = self._live(deadline)
         p = proc.submit(method, args, kwargs, deadline)
         # Without a deadline the watchdog bounds the wait (call_timeout_s, then a kill).
@@ -662,14 +666,12 @@ class WorkerLLM:
         the worker's state: pid, peak RSS (MB), restarts, failures by reason."""
         proc = self._proc
         base: dict[str, Any] = dict(proc.info) if proc is not None else {}
-        saved, self.deadline = self.deadline, None
         try:
             if proc is not None and not proc.dead:
-                base = dict(self.call("info"))
+                # No deadline, and not through ``self.deadline``: another thread may hold it.
+                base = dict(self._invoke("info", (), {}, None))
         except LLMUnavailable:
             pass
-        finally:
-            self.deadline = saved
         return {
             **base,
             "worker": True,
