@@ -29,9 +29,19 @@ def _misbehave(prompt: str) -> None:
 
 
 class Misbehaving(FakeLLM):
+    """``slow_after``: forward calls after this many sleep ``slow_ms`` (a service's start-up
+    calibration stays fast, its requests are slow enough to be killed in flight)."""
+
+    def __init__(self, slow_after: int | None = None, slow_ms: float = 0.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.slow_after, self.slow_ms, self.forwards = slow_after, slow_ms, 0
+
     def logits_for_next_token(self, prompts: Sequence[str]) -> np.ndarray:
         for p in prompts:
             _misbehave(p)
+        self.forwards += 1
+        if self.slow_after is not None and self.forwards > self.slow_after:
+            time.sleep(self.slow_ms / 1e3)
         return super().logits_for_next_token(prompts)
 
     def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:

@@ -9,6 +9,7 @@ process; the slow ones run SmolLM2 through llama.cpp there.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from frugalrec.llm.request import LLMTier, fit_cheap_model
 from frugalrec.llm.reranker import RerankerConfig
 from frugalrec.llm.runtime import LLM, LLMTimeout, LLMUnavailable, load_llm
 from frugalrec.llm.worker import WorkerConfig, WorkerLLM
+
+pytest_plugins = ("serve_fixtures",)
 
 FAST = WorkerConfig(hang_grace_s=0.3, start_timeout_s=60.0)
 RESTART_WAIT_S = 60.0  # generous: a loaded 2-core box; the 5 s target is benchmarked
@@ -269,6 +272,23 @@ def test_the_cascade_answers_the_cheap_list_when_the_worker_dies_or_hangs(shop):
         assert ans.reason == "fallback" and ans.fallback_reason == "timeout"
         assert ans.ids.tolist() == cheap[:5].tolist()
         assert time.perf_counter() - t0 < 5.0  # the budget, not the model's 5 s
+    finally:
+        w.close()
+
+
+def test_the_service_answers_200_with_route_fallback_when_its_worker_is_killed(make_client):
+    # Calibration at start-up runs two fast forward passes; requests then take 5 s.
+    w = _worker(favour="Item", slow_after=2, slow_ms=5000.0)
+    try:
+        c = make_client(llm=w, rerank="llm", llm_margin=math.inf)
+        _kill_soon(w.pid, 0.5)
+        r = c.get("/v1/users/u3/recommendations", params={"k": 5, "budget_ms": 60_000})
+        assert r.status_code == 200 and len(r.json()["items"]) == 5
+        cost = r.json()["cost"]
+        assert cost["route"] == "fallback" and cost["fallback_reason"] == "worker_crash:SIGKILL"
+        assert cost["tier"] == "cheap" and not cost["llm_fired"]
+        metrics = c.get("/metrics").text
+        assert 'frugalrec_llm_fallbacks_total{reason="worker_crash:SIGKILL"} 1.0' in metrics
     finally:
         w.close()
 
