@@ -182,10 +182,11 @@ class Responder:
         t0: float,
         budget_ms: float | None,
         stages: dict[str, float],
-    ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+    ) -> tuple[np.ndarray, np.ndarray, str, bool, str | None]:
         """The LLM tier's cascade over the cheap candidates (int64 / float32 [n], seen and
         disliked items already removed): (ids [<= k], scores, route, whether the LLM
-        answered). Never raises for a budget: a budget that runs out keeps the cheap list."""
+        answered, why it fell back). Never raises: a budget that runs out or a failed LLM
+        worker keeps the cheap list."""
         ans = serving.cascade.route(
             ids[None, :], scores[None, :], k, order, t0,
             self.settings.llm_budget_ms if budget_ms is None else budget_ms,
@@ -194,7 +195,9 @@ class Responder:
             if name in ans.stage_ms:
                 stages[name] = ans.stage_ms[name]
         keep = ans.ids >= 0
-        return ans.ids[keep], ans.scores[keep], ans.reason, ans.fired
+        if ans.fallback_reason is not None:
+            self.metrics.llm_fallbacks.labels(ans.fallback_reason).inc()
+        return ans.ids[keep], ans.scores[keep], ans.reason, ans.fired, ans.fallback_reason
 
     def _cost(
         self,
@@ -206,6 +209,7 @@ class Responder:
         budget_ms: float | None,
         route: str | None = None,
         llm_fired: bool = False,
+        fallback_reason: str | None = None,
     ) -> dict[str, Any]:
         total = (time.perf_counter() - t0) * 1e3
         return {
@@ -219,6 +223,7 @@ class Responder:
             "within_budget": None if budget_ms is None else total <= budget_ms,
             "route": route,
             "llm_fired": llm_fired,
+            "fallback_reason": fallback_reason,
         }
 
     # ---- recommendations ---------------------------------------------------------------
@@ -248,6 +253,7 @@ class Responder:
         hist, disliked = self.history.of(p, serving)
         stages["history_ms"] = (time.perf_counter() - t) * 1e3
         route: str | None = None if cascade is None else "no_history"
+        why: str | None = None
         fired = False
         cold = len(hist) == 0
         if cold:
@@ -268,7 +274,7 @@ class Responder:
             ids, scores = ids[0], scores[0]
             if cascade is not None:
                 keep = (ids >= 0) & ~np.isin(ids, disliked)
-                ids, scores, route, fired = self._route(
+                ids, scores, route, fired, why = self._route(
                     serving, ids[keep], scores[keep], k, self.history.order(p, hist),
                     t0, budget_ms, stages,
                 )  # fmt: skip
@@ -280,7 +286,7 @@ class Responder:
         tier = "llm" if fired else self.tier
         if route not in TRANSIENT_ROUTES:
             results.put(key, (items, tier, route, fired, cold), gen)
-        cost = self._cost(tier, serving, stages, t0, "miss", budget_ms, route, fired)
+        cost = self._cost(tier, serving, stages, t0, "miss", budget_ms, route, fired, why)
         return {"user_id": user_id, "items": items, "cold_start": cold, "cost": cost}, tier
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
@@ -361,10 +367,11 @@ class Responder:
         ids, vals = ids[0][keep], vals[0][keep]
         stages["rank_ms"] = (time.perf_counter() - t) * 1e3
         route: str | None = None if cascade is None else "no_history"
+        why: str | None = None
         fired = False
         if cascade is not None and p is not None and len(hist) and len(ids):
             # The LLM judges the constrained candidates against the user's history.
-            ids, vals, route, fired = self._route(
+            ids, vals, route, fired, why = self._route(
                 serving, ids, vals, q.k, self.history.order(p, hist), t0, q.budget_ms, stages
             )
         ids, vals = ids[: q.k], vals[: q.k]
@@ -381,6 +388,6 @@ class Responder:
             "intent": intent.to_dict(),
             "items": items,
             "cold_start": len(hist) == 0,
-            "cost": self._cost(tier, serving, stages, t0, "none", q.budget_ms, route, fired),
+            "cost": self._cost(tier, serving, stages, t0, "none", q.budget_ms, route, fired, why),
         }
         return payload, tier
