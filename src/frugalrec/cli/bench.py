@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--scaling",
-        help="scaling.json from `python -m frugalrec.cost.scaling` (default: the curves "
+        help="scaling.json from `python -m frugalrec.bench.scaling` (default: the curves "
         "shipped with frugalrec, measured on the reference 2-core machine)",
     )
     p.add_argument("--dataset", default="ml-100k", help="dataset for --verify")
@@ -89,7 +89,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from frugalrec.cost.bench import default_grid, run_bench
+    from frugalrec.bench.configs import default_grid, run_bench
     from frugalrec.pipeline.config import PipelineConfig
 
     configs = default_grid(args.quick, llm=args.llm)
@@ -204,7 +204,7 @@ def _resized(args: argparse.Namespace) -> list[CostRecord]:
 
 def _verify(result: dict, args: argparse.Namespace) -> dict | None:
     """Re-measure the configuration chosen for ``local`` in a fresh process."""
-    from frugalrec.cost.bench import run_config_subprocess
+    from frugalrec.bench.configs import run_config_subprocess
     from frugalrec.pipeline.config import PipelineConfig
 
     entry = result.get("hardware", {}).get("local")

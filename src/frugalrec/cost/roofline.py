@@ -6,7 +6,7 @@ Each stage is modelled as a cache-aware roofline::
                              memory_seconds(bytes, working_set, hot, streaming) / eff_memory)
 
 ``flops``, ``bytes`` and the working set come from the analytic counts in
-:mod:`frugalrec.cost.profiler`; ``peak_flops`` and ``memory_seconds`` (DRAM bandwidth, or the
+:mod:`frugalrec.opcount`; ``peak_flops`` and ``memory_seconds`` (DRAM bandwidth, or the
 cache bandwidth for the part of the working set that stays cached) from a
 :class:`~frugalrec.cost.hardware.HardwareProfile`. :func:`calibrate` fits ``overhead``,
 ``eff_compute`` and ``eff_memory`` per stage kind (and per kind and batch size) on measurements
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from frugalrec.cost.hardware import HardwareProfile
-from frugalrec.cost.profiler import StageCost
+from frugalrec.opcount import StageCost
 
 # Efficiencies above 1 are allowed: an analytic byte count can overstate real traffic.
 _EFF_COARSE = np.logspace(-5, math.log10(8.0), 61)

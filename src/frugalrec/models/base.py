@@ -26,7 +26,7 @@ from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
 
 FORMAT_VERSION = 1
-_CHUNK_USERS = 512
+CHUNK_USERS = 512  # users scored per chunk (bounds the [n, n_items] score buffer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,8 +235,8 @@ class Recommender(ABC):
         cand = None if items is None else np.asarray(items, dtype=np.int64)
         ids = np.full((n, k), -1, dtype=np.int64)
         vals = np.full((n, k), -np.inf, dtype=np.float32)
-        for start in range(0, n, _CHUNK_USERS):
-            sl = slice(start, min(n, start + _CHUNK_USERS))
+        for start in range(0, n, CHUNK_USERS):
+            sl = slice(start, min(n, start + CHUNK_USERS))
             s = np.array(score_fn(sl), dtype=np.float32, copy=True)
             if history_fn is not None:
                 mask_seen(s, history_fn(sl), cand)

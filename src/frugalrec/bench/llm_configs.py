@@ -35,9 +35,9 @@ def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-13
 
 def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
     """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality)."""
-    from frugalrec.cost.bench import measure_config
-    from frugalrec.cost.device_bench import decoder_launches
-    from frugalrec.llm.bench import _ndcg, _ordered_history, _setup
+    from frugalrec.bench.configs import measure_config
+    from frugalrec.bench.device import decoder_launches
+    from frugalrec.bench.llm import ndcg_rows, ordered_history, setup_split
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm
 
@@ -47,7 +47,7 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
         raise ValueError("LLM re-ranker configurations are measured on ml-100k only")
     record = measure_config(config.replace(reranker="none", name=""), dataset, quick)
     n_users = QUICK_USERS if quick else FULL_USERS
-    s = _setup(seed=0, n_users=n_users)
+    s = setup_split(seed=0, n_users=n_users)
     ds, sample, K = s["ds"], s["sample"], config.candidates
     t0 = time.perf_counter()
     llm = load_llm(config.reranker.removeprefix("llm-"), threads=config.threads)
@@ -56,13 +56,14 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     cand = s["top"][sample, :K]
     probs = np.zeros(cand.shape, np.float32)
     for r, i in enumerate(sample):
-        h = _ordered_history(ds, s["users"][i], s["mask"])
+        h = ordered_history(ds, s["users"][i], s["mask"])
         probs[r] = rr.llm_scores([h], cand[r : r + 1])[0]
     ids, _ = blend(cand, s["scores"][sample, :K], probs, rr.config.weight)
     top = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, : config.k]
     rel = s["test"][sample]
     delta = float(
-        _ndcg(top, rel, config.k).mean() - _ndcg(s["top"][sample, : config.k], rel, config.k).mean()
+        ndcg_rows(top, rel, config.k).mean()
+        - ndcg_rows(s["top"][sample, : config.k], rel, config.k).mean()
     )
     sec = np.array([t.ms for t in llm.timings]) / 1e3
     tokens = float(np.mean([t.prompt_tokens + t.reused_tokens for t in llm.timings]))

@@ -54,7 +54,7 @@ def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
             ),
         ]
     if llm:
-        from frugalrec.llm.costing import llm_grid
+        from frugalrec.bench.llm_configs import llm_grid
 
         grid += llm_grid(ks=(10,) if quick else (5, 10, 20))
     return grid
@@ -78,7 +78,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     configure_threads()
     config.validate()
     if config.reranker != "none":  # the LLM tier measures its own stage on top of the cheap one
-        from frugalrec.llm.costing import measure_llm_config
+        from frugalrec.bench.llm_configs import measure_llm_config
 
         return measure_llm_config(config, dataset, quick)
     ds = load_dataset(dataset)
@@ -153,7 +153,7 @@ def learned_bytes(model: Any) -> int:
     """Bytes of a fitted model's learned state (attributes ending in ``_``, the training
     history excluded), descending into sub-models (the hybrid holds EASE and a text model:
     counting only its own arrays reported 7 kB for 11 MB of weights)."""
-    from frugalrec.cost.profiler import nbytes
+    from frugalrec.bench.profiler import nbytes
     from frugalrec.models.base import Recommender
 
     total = 0
@@ -210,7 +210,7 @@ def _encode_catalogue(
 
 
 def _measure_online(pipe: Any, H: Any, quick: bool) -> dict[str, Any]:
-    from frugalrec.cost.profiler import measure_online
+    from frugalrec.bench.profiler import measure_online
 
     n = H.shape[0]
     idx = np.arange(n)
@@ -256,7 +256,7 @@ def scoring_kind(model_name: str) -> str:
 
 def _stage_costs(pipe: Any, online: dict[str, Any], hist_len: float, k: int) -> list[dict]:
     """Per-stage analytic work + measured samples at batch 1 and 16 (for the roofline)."""
-    from frugalrec.cost.profiler import topk_cost
+    from frugalrec.opcount import topk_cost
 
     n_items = pipe.model.n_items_
     out = []
@@ -315,7 +315,7 @@ def run_config_subprocess(
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path, out_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
         cfg_path.write_text(config.to_json())
-        cmd = [sys.executable, "-m", "frugalrec.cost.bench", str(cfg_path), str(out_path),
+        cmd = [sys.executable, "-m", "frugalrec.bench.configs", str(cfg_path), str(out_path),
                dataset, "1" if quick else "0"]  # fmt: skip
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
@@ -333,8 +333,8 @@ def project_records(
 
     Returns (projections per config name, projection-error report on held-out configs).
     """
-    from frugalrec.cost.profiler import StageCost
     from frugalrec.cost.roofline import calibrate, project, project_with_bound
+    from frugalrec.opcount import StageCost
 
     local = profiles["local"]
 
@@ -461,7 +461,7 @@ def run_bench(
 
 def _summarise_stages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stage rows with percentiles instead of raw samples (keeps bench.json small)."""
-    from frugalrec.cost.profiler import latency_percentiles
+    from frugalrec.bench.profiler import latency_percentiles
 
     out = []
     for s in stages:

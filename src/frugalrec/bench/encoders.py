@@ -8,7 +8,7 @@ of pairwise similarities with MiniLM fp32.
 
 Command line::
 
-    python -m frugalrec.text.bench --texts ml100k --repeats 3 --out bench.json
+    python -m frugalrec.bench.encoders --texts ml100k --repeats 3 --out bench.json
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m frugalrec.text.bench``: run the ladder benchmark and print a table."""
-    p = argparse.ArgumentParser(prog="python -m frugalrec.text.bench", description=__doc__)
+    """``python -m frugalrec.bench.encoders``: run the ladder benchmark and print a table."""
+    p = argparse.ArgumentParser(prog="python -m frugalrec.bench.encoders", description=__doc__)
     p.add_argument(
         "--configs",
         default=",".join(f"{t}/{b}" for t, b in DEFAULT_CONFIGS),
