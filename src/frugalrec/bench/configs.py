@@ -333,7 +333,7 @@ def project_records(
 
     Returns (projections per config name, projection-error report on held-out configs).
     """
-    from frugalrec.cost.roofline import calibrate, project, project_with_bound
+    from frugalrec.cost.roofline import QUANTILES, calibrate, project, project_latency
     from frugalrec.opcount import StageCost
 
     local = profiles["local"]
@@ -345,8 +345,8 @@ def project_records(
                 for s in r["cost"]["stages"]]  # fmt: skip
 
     all_stages = [s for r in results for s in stage_objs(r)]
-    cal = calibrate(all_stages, local, quantile=0.99)
-    cal50 = calibrate(all_stages, local, quantile=0.5)
+    cals = {q: calibrate(all_stages, local, quantile=q) for q in QUANTILES}
+    cal, cal50 = cals[0.99], cals[0.5]
     projections: dict[str, Any] = {}
     for r in results:
         st = stage_objs(r)
@@ -356,18 +356,16 @@ def project_records(
         for name, prof in profiles.items():
             if name == "local":
                 continue
-            p99 = sum(project(s, cal, prof) for s in one) * 1e3
-            p50_parts = [project_with_bound(s, cal50, prof) for s in one]
-            p50 = sum(t for t, _ in p50_parts) * 1e3
+            lat = project_latency(one, cals, prof)
             t16 = sum(project(s, cal50, prof) for s in many)
             qps = 16.0 / t16 if t16 > 0 else float("nan")
             usd = prof.usd_per_hour / (qps * 3600.0) * 1e6 if qps > 0 else None
-            per[name] = {"p50_ms": p50, "p99_ms": p99, "qps": qps, "usd_per_million_requests": usd}
+            per[name] = {k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")}
+            per[name].update(qps=qps, usd_per_million_requests=usd)
             # The share of the p50 spent launching kernels one by one from the host: what a
             # CUDA-graph or batched runtime would remove (the planner says so).
-            bound = sum(t for t, launch_bound in p50_parts if launch_bound)
-            if bound > 0:
-                per[name]["launch_bound_share"] = bound * 1e3 / p50
+            if lat["launch_bound_ms"] > 0:
+                per[name]["launch_bound_share"] = lat["launch_bound_ms"] / lat["p50_ms"]
         projections[r["config"]["name"]] = per
     error = _projection_error(results, stage_objs, local)
     error["calibration"] = cal.to_dict()

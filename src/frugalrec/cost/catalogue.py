@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from frugalrec.cost.records import order_quantiles
 from frugalrec.cost.scaling import ScalingModel
 
 # Catalogue sizes of the built-in datasets (for bench files that predate cost.n_items).
@@ -108,6 +109,7 @@ def resize_record(
     for k in ("p50_ms", "p95_ms"):
         cost[k] = float(cost[k]) * ratios["p50" if k == "p50_ms" else "p99"]
     cost["p99_ms"] = float(cost["p99_ms"]) * ratios["p99"]
+    order_quantiles(cost)  # p50 and the tail grow by different curves
     cost["qps"] = float(cost["qps"]) / ratios["qps"]
     if cost.get("usd_per_million_requests") is not None:
         cost["usd_per_million_requests"] = float(cost["usd_per_million_requests"]) * ratios["qps"]
@@ -135,9 +137,10 @@ def resize_record(
         cost["build_seconds"] = sum(float(v) for v in offline.values())
 
     for proj in (out.get("projections") or {}).values():
-        for k in ("p50_ms", "p99_ms"):
+        for k in ("p50_ms", "p95_ms", "p99_ms"):
             if proj.get(k) is not None:
                 proj[k] = float(proj[k]) * ratios["p50" if k == "p50_ms" else "p99"]
+        order_quantiles(proj)
         if proj.get("qps"):
             proj["qps"] = float(proj["qps"]) / ratios["qps"]
         if proj.get("usd_per_million_requests") is not None:

@@ -325,6 +325,34 @@ def roofline_seconds(stage_cost: StageCost, k: KindCalibration, profile: Hardwar
     return max(flops_s, mem_s / k.eff_memory)
 
 
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def project_latency(
+    stages: Sequence[StageCost],
+    calibrations: Mapping[float, Calibration],
+    profile: HardwareProfile,
+) -> dict[str, Any]:
+    """Projected ``p50_ms``/``p95_ms``/``p99_ms`` of a request made of ``stages`` (batch-1
+    calls, summed) on ``profile``, each quantile from the calibration fitted at it, plus
+    ``launch_bound_ms`` (the p50 share at the host's launch rate).
+
+    Each quantile has its own fit, and two fits can cross (a p99 fit that found the stages
+    cheaper than the p50 fit did): a quantile is never below the one under it, so the
+    projection keeps p50 <= p95 <= p99 by construction (a running maximum).
+    """
+    out: dict[str, Any] = {}
+    floor = 0.0
+    for q in sorted(calibrations):
+        parts = [project_with_bound(s, calibrations[q], profile) for s in stages]
+        ms = sum(t for t, _ in parts) * 1e3
+        if q == 0.5:
+            out["launch_bound_ms"] = sum(t for t, bound in parts if bound) * 1e3
+        floor = max(floor, ms)
+        out[f"p{round(q * 100)}_ms"] = floor
+    return out
+
+
 def project_throughput(
     stage_cost: StageCost, calibration: Calibration, profile: HardwareProfile
 ) -> float:
