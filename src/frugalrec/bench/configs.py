@@ -1,6 +1,9 @@
 """``frugalrec bench``: quality and cost of every configuration, side by side.
 
-Each configuration runs in its own subprocess so that its peak RSS is its own. Quality comes
+Each configuration runs in a fresh interpreter that imports only what it needs, so that its
+memory is its own: the process peak (``VmHWM``), its increment over an empty worker (the same
+harness imports and data, no model: :func:`measure_baseline`), and the model/index/encoder
+bytes. Quality comes
 from the evaluation protocols (``random`` test NDCG@10/Recall@10 through the configured
 retrieval, ``cold-item`` NDCG@10 with exact scoring); cost from the profiler (per-stage
 latency at batch 1, throughput at batch 1/16/256, memory, analytic FLOPs and bytes). The
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -68,6 +70,7 @@ def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
 def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
     """Quality and cost of one configuration (run in a fresh process for honest RSS)."""
     from frugalrec._threads import configure_threads
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
     from frugalrec.data.sources import load_dataset
     from frugalrec.data.splits import make_split
     from frugalrec.evaluate.metrics import per_user_metrics
@@ -128,7 +131,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     stages = _stage_costs(pipe, online, hist_len, config.k)
     model_bytes = learned_bytes(model)
     index_bytes = int(pipe.retriever.memory_bytes()) if pipe.retriever is not None else 0
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_rss = process_peak_rss_bytes()
     bs = config.batch_size if config.batch_size in online["batches"] else 16
     cost = {
         "p50_ms": online["latency"]["p50_ms"],
@@ -137,6 +140,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
         "qps": online["batches"][bs]["items_per_s"],
         "qps_by_batch": {str(b): v["items_per_s"] for b, v in online["batches"].items()},
         "peak_rss_mb": peak_rss / 2**20,
+        "heavy_modules": heavy_modules_loaded(),
         "n_items": int(model.n_items_),
         "model_mb": (model_bytes + index_bytes + encoder_bytes) / 2**20,
         "model_bytes": {"model": model_bytes, "index": index_bytes, "encoder": encoder_bytes},
@@ -295,7 +299,30 @@ def _stage_costs(pipe: Any, online: dict[str, Any], hist_len: float, k: int) -> 
     return out
 
 
+def measure_baseline(dataset: str) -> dict[str, Any]:
+    """The empty worker: the harness imports of :func:`measure_config` and the dataset with its
+    split, no model, no encoder (run in a fresh process). A configuration's increment is its
+    peak minus this one's."""
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.data.splits import make_split
+    from frugalrec.evaluate.metrics import per_user_metrics  # noqa: F401 - harness import
+    from frugalrec.evaluate.protocol import evaluate_model  # noqa: F401 - harness import
+    from frugalrec.models.registry import model_class  # noqa: F401 - harness import
+    from frugalrec.pipeline.recommend import RecommendPipeline  # noqa: F401 - harness import
+
+    split = make_split(load_dataset(dataset), "random")
+    del split
+    return {
+        "peak_rss_mb": process_peak_rss_bytes() / 2**20,
+        "heavy_modules": heavy_modules_loaded(),
+    }
+
+
 def _worker_main(argv: list[str]) -> int:
+    if argv[0] == "--baseline":
+        Path(argv[1]).write_text(json.dumps(measure_baseline(argv[2])))
+        return 0
     cfg_path, out_path, dataset, quick = argv[0], argv[1], argv[2], argv[3] == "1"
     config = PipelineConfig.from_json(Path(cfg_path).read_text())
     result = measure_config(config, dataset, quick)
@@ -324,6 +351,35 @@ def run_config_subprocess(
             tail = proc.stderr.strip().splitlines()[-5:]
             raise RuntimeError(f"bench of {config.name!r} failed: " + " | ".join(tail))
         return json.loads(out_path.read_text())
+
+
+def run_baseline_subprocess(dataset: str, timeout_s: float = 300) -> dict[str, Any]:
+    """:func:`measure_baseline` in a fresh interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "baseline.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "frugalrec.bench.configs",
+            "--baseline",
+            str(out_path),
+            dataset,
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
+        )
+        if proc.returncode != 0 or not out_path.exists():
+            tail = proc.stderr.strip().splitlines()[-5:]
+            raise RuntimeError("baseline worker failed: " + " | ".join(tail))
+        return json.loads(out_path.read_text())
+
+
+def add_increment(cost: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Set ``rss_increment_mb`` (peak over the empty worker's peak, floored at 0) and
+    ``baseline_rss_mb`` on a measured cost block, in place; returns it."""
+    cost["baseline_rss_mb"] = float(baseline["peak_rss_mb"])
+    cost["rss_increment_mb"] = max(0.0, float(cost["peak_rss_mb"]) - cost["baseline_rss_mb"])
+    return cost
 
 
 def project_records(
@@ -426,11 +482,13 @@ def run_bench(
         c.validate()
     ceilings = cached_ceilings() or measure_ceilings()
     profiles = load_profiles()
+    baseline = run_baseline_subprocess(dataset)
     results = []
     for c in configs:
         if progress:
             progress(c.name)
         results.append(run_config_subprocess(c, dataset, quick))
+        add_increment(results[-1]["cost"], baseline)
     projections, error = project_records(results, profiles)
     local = profiles["local"]
     records = []

@@ -17,7 +17,6 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -62,8 +61,10 @@ def _measure(
         t0 = time.perf_counter()
         enc.encode([text])
         single_ms.append((time.perf_counter() - t0) * 1e3)
-    # ru_maxrss is KiB on Linux: the high-water mark of this worker process.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from frugalrec.bench.profiler import process_peak_rss_bytes
+
+    # the high-water mark of this worker process image (not inherited from its parent)
+    peak = process_peak_rss_bytes()
     from frugalrec._threads import thread_count
 
     row = {

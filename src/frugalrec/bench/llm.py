@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from frugalrec._io import write_json_atomic
+from frugalrec.bench.profiler import process_peak_rss_bytes
 
 OUT = Path("docs/bench")
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -89,7 +90,6 @@ def ordered_history(ds: Any, u: int, mask: np.ndarray) -> np.ndarray:
 
 def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
     """Load one model with one runtime and time a ~174-token prompt (no prefix reuse)."""
-    import resource
 
     from frugalrec._threads import configure_threads
     from frugalrec.llm.runtime import load_llm
@@ -124,7 +124,7 @@ def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
         "generate_32_ms": gen_ms,
         "generated_tokens": gen_tokens,
         "sample_generation": text,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": process_peak_rss_bytes() / 2**20,
         **{f"info_{k}": v for k, v in llm.info().items()},
     }
 

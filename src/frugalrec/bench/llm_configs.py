@@ -11,7 +11,6 @@ and its size are in ``extra.llm``).
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import Any
 
@@ -38,6 +37,7 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     from frugalrec.bench.configs import measure_config
     from frugalrec.bench.device import decoder_launches
     from frugalrec.bench.llm import ndcg_rows, ordered_history, setup_split
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm
 
@@ -97,7 +97,8 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     per_request = cheap_p[50] / 1e3 + float(sec.mean())
     cost["qps"] = 1.0 / per_request
     cost["qps_by_batch"] = {"1": cost["qps"], "16": 16.0 / (16 * per_request)}
-    cost["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cost["peak_rss_mb"] = process_peak_rss_bytes() / 2**20
+    cost["heavy_modules"] = heavy_modules_loaded()
     cost["model_bytes"]["llm"] = int(weights)
     cost["model_mb"] += weights / 2**20
     cost["offline"]["llm_load_seconds"] = load_s

@@ -133,9 +133,41 @@ class Stopwatch:
 
 
 def process_peak_rss_bytes() -> int:
-    """Lifetime peak RSS of this process (``ru_maxrss``; KiB on Linux, bytes on macOS)."""
+    """Peak RSS of this process image, in bytes.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this address space since
+    its ``exec``. Not ``ru_maxrss``: the kernel carries that over ``exec`` from the forked
+    copy of the parent, so a worker started by a process holding 1.7 GB of torch reported
+    1.7 GB whatever it loaded itself. Elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# Libraries whose import alone costs tens to hundreds of MB: a memory figure says which it
+# carries, so a reader can tell a configuration's own cost from its runtime's.
+HEAVY_MODULES = (
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "onnxruntime",
+    "model2vec",
+    "faiss",
+    "llama_cpp",
+    "ray",
+)
+
+
+def heavy_modules_loaded() -> list[str]:
+    """Which of :data:`HEAVY_MODULES` this process has imported."""
+    return [m for m in HEAVY_MODULES if m in sys.modules]
 
 
 # ---------------------------------------------------------------------------------------------

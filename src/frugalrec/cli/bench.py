@@ -128,6 +128,7 @@ def _bench(args: argparse.Namespace) -> int:
             "p99_ms": c["p99_ms"],
             "qps": round(c["qps"]),
             "rss_mb": round(c["peak_rss_mb"]),
+            "+rss_mb": round(c.get("rss_increment_mb", float("nan"))),
             "model_mb": round(c["model_mb"], 1),
             "$/1M": c["usd_per_million_requests"],
         })  # fmt: skip

@@ -22,6 +22,8 @@ REQUIRED_COST = ("p50_ms", "p99_ms", "qps", "peak_rss_mb")
 # Cost fields that may be absent or null (e.g. no price known for the measuring machine).
 OPTIONAL_COST = (
     "p95_ms",
+    "rss_increment_mb",
+    "baseline_rss_mb",
     "model_mb",
     "build_seconds",
     "flops_per_request",
