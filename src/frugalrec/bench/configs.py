@@ -431,8 +431,10 @@ def project_records(
 def _projection_error(
     results: list[dict[str, Any]], stage_objs: Callable[[dict[str, Any]], list[Any]], local: Any
 ) -> dict[str, Any]:
-    """Calibrate on every other configuration, project the rest's total p99 on local."""
+    """Calibrate on every other configuration, project the rest's total p99 on local; next
+    to it the naive constant (the calibration half's median p99) on the same held-out half."""
     from frugalrec.cost.roofline import calibrate, project
+    from frugalrec.cost.skill import naive_constant, skill_summary
 
     order = sorted(results, key=lambda r: r["cost"]["p99_ms"])
     halves = (order[0::2], order[1::2])
@@ -441,6 +443,7 @@ def _projection_error(
         if not train or not test:
             continue
         cal = calibrate([s for r in train for s in stage_objs(r)], local, quantile=0.99)
+        constant = naive_constant([r["cost"]["p99_ms"] for r in train])
         for r in test:
             # Only kinds seen in calibration are checked: an unseen kind falls back to the
             # all-kinds fit, which is reported separately rather than hidden in the median.
@@ -450,13 +453,23 @@ def _projection_error(
             seen = all(s.kind in cal.kinds for s in one)
             rows.append({"config": r["config"]["name"], "measured_p99_ms": measured,
                          "projected_p99_ms": projected, "rel_error": abs(projected / measured - 1),
+                         "constant_p99_ms": constant,
+                         "constant_rel_error": abs(constant / measured - 1),
                          "kinds_seen_in_calibration": seen})  # fmt: skip
     errs = [r["rel_error"] for r in rows]
+    skill = skill_summary(
+        [{"measured": r["measured_p99_ms"], "model": r["projected_p99_ms"],
+          "constant": r["constant_p99_ms"]} for r in rows],
+        naive=("constant",),
+    )  # fmt: skip
     return {
         "median_abs_error": float(np.median(errs)) if errs else None,
+        "naive_constant_median_abs_error": skill["median_error"]["constant"],
+        "skill": skill,
         "per_config": rows,
         "method": "configs sorted by p99, alternately assigned to two halves; calibrate on one "
-        "half, project the other's p99 on local; both directions",
+        "half, project the other's p99 on local; both directions. Naive: every held-out p99 "
+        "is the calibration half's median p99",
     }
 
 

@@ -269,6 +269,7 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manu
     from frugalrec._io import write_json_atomic
     from frugalrec.cost.hardware import load_profiles
     from frugalrec.cost.roofline import projection_error, split_half
+    from frugalrec.cost.skill import format_skill, naive_constant, skill_summary
 
     p = argparse.ArgumentParser(description="Measure retrieval cost at growing catalogue sizes.")
     p.add_argument("--sizes", default="1000,10000,100000,1000000")
@@ -322,6 +323,20 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manu
             f"median {err['median_abs_error']:.1%}, mean {err['mean_abs_error']:.1%}, "
             f"max {err['max_abs_error']:.1%} over {len(test)} held-out points"
         )
+        # The same held-out points against a constant (the calibration half's median p99).
+        constant = naive_constant([s.quantile_s(0.99) for s in train])
+        rows = [{"measured": r["measured_s"], "model": r["projected_s"], "constant": constant}
+                for r in err["per_record"]]  # fmt: skip
+        err["skill"] = skill_summary(rows, naive=("constant",))
+        print(format_skill("held-out p99 (all sizes)", err["skill"]))
+    sizes = sorted({int(r["n_items"]) for r in records})
+    if len(sizes) >= 3:
+        from frugalrec.bench.projection_check import check, report_lines
+
+        size_check = check({"ceilings": ceilings.to_dict(), "records": records},
+                           sizes[-2], sizes[-1])  # fmt: skip
+        print("\n".join(report_lines(size_check)))
+        err["catalogue_size_check"] = size_check
     if a.out:
         write_json_atomic(
             a.out,
