@@ -504,10 +504,26 @@ def run_bench(
         add_increment(results[-1]["cost"], baseline)
     projections, error = project_records(results, profiles)
     local = profiles["local"]
+    from frugalrec.bench.service import cached_overhead, scoring_seconds, service_qps
+
+    # End-to-end capacity = scoring + the HTTP service's per-request overhead, calibrated once
+    # per machine (python -m frugalrec.bench.service calibrate); the planner sizes from it.
+    overhead = cached_overhead()
     records = []
     for r in results:
         cost = {k: v for k, v in r["cost"].items() if k != "stages"}
-        cost["usd_per_million_requests"] = local.usd_per_hour / (cost["qps"] * 3600.0) * 1e6
+        name = r["config"]["name"]
+        if overhead is not None:
+            o = float(overhead["overhead_s"])
+            cost["serving_overhead_ms"] = o * 1e3
+            cost["service_qps"] = service_qps(o, scoring_seconds(cost))
+            for hw, proj in projections[name].items():
+                # One server process per machine; its Python overhead assumed as here.
+                proj["service_qps"] = service_qps(o, proj["p50_ms"] / 1e3)
+                price = profiles[hw].usd_per_hour
+                proj["usd_per_million_requests"] = price / (proj["service_qps"] * 3600.0) * 1e6
+        served = cost.get("service_qps") or cost["qps"]
+        cost["usd_per_million_requests"] = local.usd_per_hour / (served * 3600.0) * 1e6
         records.append({
             "config": r["config"],
             "quality": r["quality"],

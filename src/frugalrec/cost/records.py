@@ -24,13 +24,20 @@ OPTIONAL_COST = (
     "p95_ms",
     "rss_increment_mb",
     "baseline_rss_mb",
+    "service_qps",
+    "serving_overhead_ms",
     "model_mb",
     "build_seconds",
     "flops_per_request",
     "usd_per_million_requests",
 )
 REQUIRED_PROJECTION = ("p50_ms", "p99_ms", "qps")
-OPTIONAL_PROJECTION = ("p95_ms", "usd_per_million_requests", "launch_bound_share")
+OPTIONAL_PROJECTION = (
+    "p95_ms",
+    "service_qps",
+    "usd_per_million_requests",
+    "launch_bound_share",
+)
 # Memory is a property of the configuration, not of the machine's speed, so a projection
 # inherits these from the measurement.
 CARRIED_TO_PROJECTION = ("peak_rss_mb", "model_mb", "flops_per_request")
