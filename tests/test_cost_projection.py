@@ -63,3 +63,14 @@ def assert_coherent(records: list[dict]) -> None:
 )
 def test_every_committed_bench_run_is_coherent(path):
     assert_coherent(json.loads((REPO / path).read_text()))
+
+
+def test_resizing_grows_only_the_scoring_part_of_service_capacity():
+    from frugalrec.cost.catalogue import _resize_service
+
+    block = {"service_qps": 400.0}  # 2.5 ms a request: 2 ms service overhead + 0.5 ms scoring
+    _resize_service(block, 2.0, 3.0)
+    assert block["service_qps"] == pytest.approx(1 / 3.5e-3)
+    untouched = {"service_qps": 400.0}
+    _resize_service(untouched, None, 3.0)  # no calibrated overhead: nothing to split
+    assert untouched["service_qps"] == 400.0

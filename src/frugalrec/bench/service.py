@@ -37,7 +37,7 @@ from typing import Any
 
 from frugalrec._io import cache_dir, write_json_atomic
 
-RATES = (250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0)
+RATES = (50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0)
 P99_BUDGET_MS = 50.0
 ACHIEVED_FRACTION = 0.95
 

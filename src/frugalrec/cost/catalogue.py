@@ -114,6 +114,7 @@ def resize_record(
     if cost.get("usd_per_million_requests") is not None:
         cost["usd_per_million_requests"] = float(cost["usd_per_million_requests"]) * ratios["qps"]
     cost.pop("qps_by_batch", None)  # measured at the bench size only
+    _resize_service(cost, cost.get("serving_overhead_ms"), ratios["p50"])
 
     model = str(out["config"].get("model", ""))
     size = n_items / n0
@@ -143,6 +144,7 @@ def resize_record(
         order_quantiles(proj)
         if proj.get("qps"):
             proj["qps"] = float(proj["qps"]) / ratios["qps"]
+        _resize_service(proj, cost.get("serving_overhead_ms"), ratios["p50"])
         if proj.get("usd_per_million_requests") is not None:
             proj["usd_per_million_requests"] = (
                 float(proj["usd_per_million_requests"]) * ratios["qps"]
@@ -156,3 +158,14 @@ def resize_record(
         "note": f"cost resized with fitted scaling curves; quality as measured at {n0} items",
     }
     return out
+
+
+def _resize_service(block: dict[str, Any], overhead_ms: Any, growth: float) -> None:
+    """Resize ``service_qps`` in place: the serving overhead stays, the scoring part of a
+    request (``1 / service_qps - overhead``) grows like the batch-1 latency."""
+    svc = block.get("service_qps")
+    if not svc or overhead_ms is None:
+        return
+    overhead_s = float(overhead_ms) / 1e3
+    scoring_s = max(1.0 / float(svc) - overhead_s, 0.0)
+    block["service_qps"] = 1.0 / (overhead_s + scoring_s * growth)
