@@ -83,7 +83,7 @@ def check(scaling: Mapping[str, Any], max_calib_items: int, target_items: int) -
             "constant": naive_largest(sizes, mem),
             "linear": naive_linear(sizes, mem, n),
         })  # fmt: skip
-    targets_kw = {"target_error": TARGET_ERROR, "target_skill": TARGET_SKILL}
+    targets_kw: dict[str, Any] = {"target_error": TARGET_ERROR, "target_skill": TARGET_SKILL}
     return {
         "max_calib_items": max_calib_items,
         "target_items": target_items,

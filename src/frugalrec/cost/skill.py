@@ -73,7 +73,7 @@ def skill_summary(
             if r.get(name) is not None:
                 errors[name].append(relative_error(r[name], r["measured"]))
     median = {name: float(np.median(e)) if e else None for name, e in errors.items()}
-    naive_errs = {name: median[name] for name in naive if median[name] is not None}
+    naive_errs: dict[str, float] = {n: e for n in naive if (e := median[n]) is not None}
     best = min(naive_errs, key=lambda k: naive_errs[k]) if naive_errs else None
     best_err = naive_errs[best] if best is not None else None
     model_err = median[model]
@@ -86,7 +86,7 @@ def skill_summary(
     }
     if target_error is not None or target_skill is not None:
         ok = model_err is not None
-        if ok and target_error is not None:
+        if model_err is not None and target_error is not None:
             ok = model_err <= target_error
         if ok and target_skill is not None:
             ok = skill is not None and skill <= target_skill
