@@ -77,12 +77,18 @@ def top_k(
 
 def tie_rank(items: np.ndarray) -> np.ndarray:
     """A fixed pseudo-random rank (uint32) of item indices, the tie-break of :func:`top_k`:
-    Knuth's multiplicative hash, a bijection on 32-bit integers, the same whatever the
-    catalogue size or candidate set. Lower rank wins a tie."""
-    return (
-        np.asarray(items, dtype=np.int64).astype(np.uint64) * np.uint64(2654435761)
-        & np.uint64(0xFFFFFFFF)
-    ).astype(np.uint32)
+    MurmurHash3's 32-bit finaliser, a bijection on 32-bit integers that mixes every input bit,
+    the same whatever the catalogue size or candidate set. Lower rank wins a tie. (A bare
+    multiplicative hash orders indices along a golden-ratio sequence, which is structured:
+    it lifted popularity's cold-item NDCG on a generated catalogue above a text model's.)"""
+    m = np.uint64(0xFFFFFFFF)
+    h = np.asarray(items, dtype=np.int64).astype(np.uint64) & m
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & m
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & m
+    h ^= h >> np.uint64(16)
+    return h.astype(np.uint32)
 
 
 def _selection_key(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
