@@ -19,10 +19,30 @@ SMALL = {
     "ease": {"l2": 10.0},
     "als": {"factors": 2, "regularization": 0.1, "alpha": 5.0, "iterations": 20},
     "bpr": {"factors": 2, "learning_rate": 0.05, "regularization": 0.001, "iterations": 300},
+    "edlae": {"l2": 1.0, "dropout": 0.3},
+    "dlae": {"l2": 1.0, "dropout": 0.3},
+    "gfcf": {"k": 2, "alpha": 0.3},
+    "rp3beta": {"neighbors": 5, "beta": 0.3},
+    "blend": {
+        "members": [
+            {"model": "ease", "config": {"l2": 10.0}},
+            {"model": "rp3beta", "config": {"neighbors": 5}},
+        ],
+        "weights": [0.6, 0.4],
+    },
 }
 MODELS = list(SMALL)
 PERSONAL = [m for m in MODELS if m != "pop"]
-HISTORY_MODELS = ["pop", "itemknn", "ease"]  # score is exactly a function of history
+HISTORY_MODELS = [
+    "pop",
+    "itemknn",
+    "ease",
+    "edlae",
+    "dlae",
+    "gfcf",
+    "rp3beta",
+    "blend",
+]  # score is exactly a function of history
 
 
 def make(name: str):  # type: ignore[no-untyped-def]

@@ -82,7 +82,7 @@ def run_models(
         fit_kwargs = {"item_vectors": item_vectors} if cls.uses_item_vectors else {}
         if cls.uses_item_vectors and item_vectors is None:
             raise ValueError(f"model {name!r} needs item vectors: choose an --encoder")
-        grid = GRIDS.get(name, {}) if do_tune else {}
+        grid = usable_grid(name, split) if do_tune else {}
         configs = grid_configs(cls.config_cls(), grid)
         t0 = time.perf_counter()
         if len(configs) > 1:
@@ -121,12 +121,21 @@ def run_models(
     return runs
 
 
-def n_steps(models: Sequence[str], do_tune: bool = True) -> int:
+def usable_grid(name: str, split: Split) -> dict[str, list[Any]]:
+    """``name``'s tuning grid, less the recency options when the data has no timestamps
+    (an external split's files carry none: recency cannot be computed there)."""
+    grid = GRIDS.get(name, {})
+    if split.dataset.has_timestamps:
+        return dict(grid)
+    return {k: v for k, v in grid.items() if not k.startswith("recency_")}
+
+
+def n_steps(models: Sequence[str], split: Split, do_tune: bool = True) -> int:
     """Progress-bar length for :func:`run_models`."""
     total = 0
     for name in models:
         configs = grid_configs(
-            model_class(name).config_cls(), GRIDS.get(name, {}) if do_tune else {}
+            model_class(name).config_cls(), usable_grid(name, split) if do_tune else {}
         )
         total += (len(configs) if len(configs) > 1 else 1) + 1
     return total
