@@ -9,6 +9,7 @@ from pathlib import Path
 
 from frugalrec._io import dumps, write_json_atomic
 from frugalrec._table import format_table
+from frugalrec.data.splits import PROTOCOLS
 
 SHOWN = (
     "ndcg@10",
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src.add_argument(
         "--cold-items", help="external split: CSV with column item; test ranks only these"
     )
-    p.add_argument("--protocol", default="random", choices=["random", "temporal", "cold-item"])
+    p.add_argument("--protocol", default="random", choices=PROTOCOLS)
     p.add_argument(
         "--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names"
     )
@@ -116,7 +117,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
     t0 = time.perf_counter()
     split = resolve_split(args)
     bar = tqdm(
-        total=n_steps(models, not args.no_tune),
+        total=n_steps(models, split, not args.no_tune),
         desc="evaluate",
         unit="fit",
         disable=args.quiet,
