@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--protocol", default="random", choices=PROTOCOLS)
     p.add_argument(
-        "--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names"
+        "--models",
+        default="pop,itemknn,ease,als,bpr",
+        help="comma-separated model names ('blend' searches blends of the others on valid), "
+        "or 'auto': every model that can score the protocol's candidates, plus blends; the "
+        "best valid NDCG@10 is reported as 'auto'",
     )
     p.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
     txt = p.add_argument_group("text tier (for content, textmap, hybrid, attention)")
@@ -97,6 +101,24 @@ def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return make_split(ds, args.protocol, seed=args.seed)
 
 
+def _load_encoder(args: argparse.Namespace, engine, required: bool):  # type: ignore[no-untyped-def]
+    """The text encoder the options name; with ``required=False`` (``--models auto``) a
+    missing encoder leaves the text-aware models out instead of failing."""
+    from frugalrec.text.encoders import load_encoder
+
+    backend = args.backend or ("static" if args.encoder == "static" else "torch")
+    if required:
+        return load_encoder(args.encoder, backend)
+    try:
+        return load_encoder(args.encoder, backend)
+    except Exception as exc:  # any missing model/package: the text tier is optional here
+        print(
+            f"auto: no text encoder ({args.encoder}/{backend}: {exc}); text-aware models skipped",
+            file=sys.stderr,
+        )
+        return None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from frugalrec.engines import make_engine
 
@@ -108,14 +130,23 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
     from tqdm import tqdm
 
     from frugalrec.engines.base import engine_encoder
-    from frugalrec.evaluate.run import n_steps, run_models, write_recs
+    from frugalrec.evaluate.run import auto_models, choose_auto, n_steps, run_models, write_recs
     from frugalrec.models.registry import model_class
 
+    auto = args.models.strip() == "auto"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in models:
-        model_class(m)  # unknown names fail before any work
+    if not auto:
+        for m in models:
+            model_class(m)  # unknown names fail before any work
     t0 = time.perf_counter()
     split = resolve_split(args)
+    encoder = None
+    if auto or any(model_class(m).uses_item_vectors for m in models):
+        encoder = _load_encoder(args, engine, required=not auto)
+    if auto:
+        models = auto_models(split, text=encoder is not None)
+        if not args.quiet:
+            print(f"auto: evaluating {', '.join(models)}", file=sys.stderr)
     bar = tqdm(
         total=n_steps(models, split, not args.no_tune),
         desc="evaluate",
@@ -130,15 +161,16 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         bar.update(steps)
 
     item_vectors = None
-    if any(model_class(m).uses_item_vectors for m in models):
-        from frugalrec.text.encoders import load_encoder
+    if encoder is not None:
         from frugalrec.text.features import item_features
 
         backend = args.backend or ("static" if args.encoder == "static" else "torch")
         attrs = tuple(a for a in args.attributes.split(",") if a)
         bar.set_postfix_str(f"encoding items ({args.encoder}/{backend})")
-        encoder = engine_encoder(load_encoder(args.encoder, backend), engine)
-        item_vectors = item_features(split.dataset, args.encoder, backend, attrs, encoder=encoder)
+        item_vectors = item_features(
+            split.dataset, args.encoder, backend, attrs, encoder=engine_encoder(encoder, engine)
+        )
+    notes: dict[str, object] = {}
     runs = run_models(
         split,
         models,
@@ -148,8 +180,12 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         seed=args.seed,
         item_vectors=item_vectors,
         recommend=None if engine.name == "local" else engine.recommend,
+        valid_for_all=auto or "blend" in models,
+        notes=notes,
     )
     bar.close()
+    if auto:
+        runs.append(choose_auto(runs))
     payload = {
         "dataset": split.dataset.name if split.protocol != "external" else "external",
         "protocol": split.protocol,
@@ -164,6 +200,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         "split": split.counts(),
         "engine": engine.info(),
         "results": [r.to_dict() for r in runs],
+        **notes,
         "seconds": time.perf_counter() - t0,
     }
     if args.recs_out:
@@ -180,14 +217,15 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         write_json_atomic(args.json, payload)
     rows = []
     for r in runs:
-        row: dict[str, object] = {"model": r.model}
+        row: dict[str, object] = {"model": r.model if r.chosen is None else f"auto={r.chosen}"}
         row.update({k: r.result.metrics.get(k) for k in SHOWN})
         lo_hi = r.result.ci95.get("ndcg@10")
         row["ndcg@10 95% CI"] = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+        row["valid"] = None if r.best_valid is None else round(r.best_valid, 4)
         row["fit_s"] = round(r.fit_seconds, 2)
         rows.append(row)
     print(f"{payload['dataset']} / {split.protocol}: {payload['split']}")
-    print(format_table(rows, ["model", *SHOWN, "ndcg@10 95% CI", "fit_s"]))
+    print(format_table(rows, ["model", *SHOWN, "ndcg@10 95% CI", "valid", "fit_s"]))
     print(f"({payload['seconds']:.1f} s; tuned on valid, refitted on train+valid, scored on test)")
     if args.json:
         print(f"results written to {args.json}")
