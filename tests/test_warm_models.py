@@ -235,3 +235,28 @@ def test_scoring_cost_is_priced_for_every_new_model() -> None:
         assert flops > 0 and moved > 0 and flops == pytest.approx(2 * flops1)
     ease = model_class("ease")().fit(X).scoring_cost(5, 1)[0]
     assert model_class("blend")().fit(X).scoring_cost(5, 1)[0] > ease
+
+
+# ---- SASRec ----------------------------------------------------------------------------
+def test_sasrec_learns_the_next_item_of_a_cycle() -> None:
+    """Every user walks the same cycle of 12 items from a random start: the next item after
+    the last one is the known answer, which an order-free model cannot know."""
+    rng = np.random.default_rng(0)
+    users, items, times = [], [], []
+    for u in range(80):
+        start = int(rng.integers(0, 12))
+        for step in range(6):
+            users.append(f"user-{u}")
+            items.append(f"step-{(start + step) % 12}")
+            times.append(100 * u + step)
+    ds = build_dataset("cycle", users, items, None, np.array(times))
+    model = model_class("sasrec")(
+        hidden=16, heads=2, layers=1, max_len=8, epochs=20, batch_size=16, lr=1e-2, dropout=0.0
+    ).fit(ds)
+    top, _ = model.recommend(np.arange(ds.n_users), k=1)
+    last = ds.items_vocab.external(
+        [ds.item[ds.user == u][np.argmax(ds.timestamp[ds.user == u])] for u in range(ds.n_users)]
+    )
+    expected = [f"step-{(int(x.split('-')[1]) + 1) % 12}" for x in last]
+    got = ds.items_vocab.external(top[:, 0])
+    assert np.mean(got == np.asarray(expected)) >= 0.9

@@ -52,12 +52,14 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "recency_half_life": RECENCY_GRID,
     },
     "edlae": {
-        "dropout": [0.1, 0.2, 0.33, 0.5],
-        "l2": [10.0, 50.0, 200.0],
+        "dropout": [0.1, 0.25, 0.5],
+        "l2": [50.0, 200.0],
         "recency_half_life": RECENCY_GRID,
     },
-    "dlae": {"dropout": [0.1, 0.2, 0.33, 0.5], "l2": [10.0, 50.0, 200.0]},
-    "gfcf": {"k": [64, 128, 256, 512], "alpha": [0.1, 0.3, 0.6]},
+    "dlae": {"dropout": [0.1, 0.25, 0.5], "l2": [50.0, 200.0]},
+    # Fewer singular vectors than the paper's 256 did better on ml-100k's valid (0.263 at
+    # k=32-64 vs 0.232 at 256, random protocol).
+    "gfcf": {"k": [32, 64, 128], "alpha": [0.3, 0.6]},
     "rp3beta": {
         "alpha": [0.6, 0.8, 1.0],
         "beta": [0.2, 0.35, 0.5],
