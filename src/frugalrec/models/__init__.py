@@ -32,4 +32,4 @@ __all__ = [
 from frugalrec.models import attention as _attention  # noqa: F401
 
 # Registers "sasrec" (the attention network over item ids only).
-from frugalrec.models import sasrec as _sasrec  # noqa: F401, E402
+from frugalrec.models import sasrec as _sasrec  # noqa: F401
