@@ -14,11 +14,19 @@ for p in random temporal; do
 done
 S=/tmp/split-random
 $F evaluate --train $S/train.csv --valid $S/valid.csv --test $S/test.csv --items $S/items.csv \
-  --models auto --json "$out/warm-random.json" --recs-out "$RECS/random/recs.csv" --quiet
+  --models ease,edlae,dlae,als,hybrid,blend --encoder minilm \
+  --json "$out/warm-random.json" --recs-out "$RECS/random/recs.csv" --quiet
 S=/tmp/split-temporal
 $F evaluate --train $S/train.csv --valid $S/valid.csv --test $S/test.csv --items $S/items.csv \
   --models pop,itemknn,ease,edlae,dlae,gfcf,rp3beta,als,blend \
   --json "$out/warm-temporal.json" --recs-out "$RECS/temporal/recs.csv" --quiet
 $F evaluate --dataset ml-100k --protocol leave-one-out \
-  --models pop,itemknn,ease,edlae,dlae,gfcf,rp3beta,als,sasrec,blend \
+  --models pop,itemknn,ease,edlae,dlae,gfcf,rp3beta,als,blend \
   --json "$out/warm-loo.json" --recs-out "$RECS/loo/recs.csv" --quiet
+$F evaluate --dataset ml-100k --protocol leave-one-out --models sasrec --no-tune \
+  --json "$out/warm-loo-sasrec.json" --recs-out "$RECS/loo-sasrec/recs.csv" --quiet
+$F evaluate --dataset ml-100k --protocol leave-one-out --models bpr,content,textmap,hybrid \
+  --encoder minilm --json "$out/warm-loo-text.json" --recs-out "$RECS/loo-text/recs.csv" --quiet
+# The temporal split again, in-process (with timestamps), so recency can be tuned.
+$F evaluate --dataset ml-100k --protocol temporal --models ease,edlae,dlae,itemknn,blend \
+  --json "$out/warm-temporal-recency.json" --recs-out "$RECS/temporal-recency/recs.csv" --quiet

@@ -80,7 +80,12 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     },
     "content": {"half_life_days": [0.0, 30.0, 180.0]},
     "textmap": {"l2": [1e3, 1e4, 1e5]},
-    "hybrid": {"l2": [300.0], "text_l2": [1e3, 1e4, 1e5], "text_weight": [0.0, 0.1, 0.3, 0.5]},
+    "hybrid": {
+        "l2": [300.0],
+        "text_l2": [1e3, 1e4, 1e5],
+        "text_weight": [0.0, 0.1, 0.3, 0.5],
+        "recency_half_life": RECENCY_GRID,
+    },
     # Blends are searched on valid over the other models' tuned configs
     # (frugalrec.evaluate.blend), not over a grid of their own.
     "blend": {},
