@@ -24,6 +24,14 @@ def _display(title: str) -> str:
     return f"{m.group(2)} {m.group(1)}{m.group(3) or ''}" if m else title
 
 
+def _singular(noun: str) -> str:
+    return noun[:-1] if noun.endswith("s") and len(noun) > 3 else noun
+
+
+# Who "people like you" are, per domain noun (a neutral word for any other).
+_AUDIENCE = {"films": "viewers", "movies": "viewers", "books": "readers"}
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -39,12 +47,13 @@ class TemplateExplainer:
         if ev.shared_genres:
             parts.append(
                 "it is "
-                + _join([f"{g} ({round(100 * w)}% of your films)" for g, w in ev.shared_genres])
+                + _join([f"{g} ({round(100 * w)}% of your {ev.noun})" for g, w in ev.shared_genres])
             )
         if ev.query_terms:
             parts.append("it matches your request (" + ", ".join(ev.query_terms) + ")")
         if not parts:
-            return f"{_display(ev.title)} is popular with viewers like you."
+            who = _AUDIENCE.get(ev.noun, "people")
+            return f"{_display(ev.title)} is popular with {who} like you."
         return f"Recommended because {'; '.join(parts)}."
 
 
@@ -77,7 +86,8 @@ class LLMExplainer:
         self.name = llm.name
 
     def prompt(self, ev: Evidence) -> str:
-        facts = [f"Recommended movie: {_display(ev.title)}"]
+        one = _singular(ev.noun)
+        facts = [f"Recommended {one}: {_display(ev.title)}"]
         if ev.because:
             facts.append("The user liked: " + "; ".join(_display(t) for _, t, _ in ev.because))
         if ev.shared_genres:
@@ -85,8 +95,8 @@ class LLMExplainer:
         if ev.query_terms:
             facts.append("Matches the request: " + ", ".join(ev.query_terms))
         return self.llm.chat_prompt(
-            "Write one short sentence telling the user why this movie is recommended. "
-            "Use only these facts; do not mention any other movie, person, genre or year.\n"
+            f"Write one short sentence telling the user why this {one} is recommended. "
+            f"Use only these facts; do not mention any other {one}, person, genre or year.\n"
             + "\n".join(facts)
         )
 
