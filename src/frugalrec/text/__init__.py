@@ -18,10 +18,15 @@ from frugalrec.text.encoders import (
     BACKENDS,
     INT8_RECIPES,
     TIERS,
+    EncoderSpec,
     LowFidelityWarning,
     ModelPackageMissingError,
     TextEncoder,
+    encoder_names,
+    encoder_spec,
     load_encoder,
+    register_encoder,
+    register_local_encoder,
 )
 from frugalrec.text.items import item_texts
 
@@ -30,10 +35,15 @@ __all__ = [
     "INT8_RECIPES",
     "TIERS",
     "EmbeddingCache",
+    "EncoderSpec",
     "LowFidelityWarning",
     "ModelPackageMissingError",
     "TextEncoder",
     "benchmark_encoders",
+    "encoder_names",
+    "encoder_spec",
     "item_texts",
     "load_encoder",
+    "register_encoder",
+    "register_local_encoder",
 ]
