@@ -47,8 +47,8 @@ class LLM(Protocol):
     """What the LLM tier needs from a language model.
 
     ``logits_for_next_token(prompts)`` -> float32 [n_prompts, vocab] (one forward pass per
-    prompt, logits of the token that would follow it); ``generate(prompt, max_tokens)`` ->
-    text (greedy). ``chat_prompt`` wraps a user message in the model's chat template.
+    prompt, logits of the token that would follow it); ``generate(prompt, max_tokens,
+    grammar)`` -> text (greedy; with a GBNF ``grammar`` only tokens the grammar allows). ``chat_prompt`` wraps a user message in the model's chat template.
     """
 
     name: str
@@ -60,7 +60,7 @@ class LLM(Protocol):
 
     def logits_for_next_token(self, prompts: Sequence[str]) -> np.ndarray: ...
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str: ...
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str: ...
 
     def chat_prompt(self, user: str, system: str | None = None) -> str: ...
 
@@ -250,16 +250,24 @@ class LlamaCppLLM:
             )
         return out
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str:
-        """Greedy continuation of ``prompt`` (stops at end-of-turn/end-of-text)."""
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:
+        """Greedy continuation of ``prompt`` (stops at end-of-turn/end-of-text). With a GBNF
+        ``grammar`` (llama.cpp syntax, rule ``root``) each token is the most likely one the
+        grammar allows, and end-of-text only once the grammar is complete."""
         t0 = time.perf_counter()
         llm = self._llm
+        sampler = self._grammar_sampler(grammar) if grammar is not None else None
         tokens = self._tokenize(prompt)
         reused = self._eval(tokens)
         out: list[int] = []
         stop = {llm.token_eos(), *self._stop_tokens()}
         for _ in range(max_tokens):
-            nxt = int(np.argmax(self._last_logits()))
+            if sampler is None:
+                nxt = int(np.argmax(self._last_logits()))
+            else:
+                import llama_cpp
+
+                nxt = int(llama_cpp.llama_sampler_sample(sampler.sampler, llm._ctx.ctx, -1))
             if nxt in stop:
                 break
             out.append(nxt)
@@ -270,6 +278,21 @@ class LlamaCppLLM:
             )
         )
         return llm.detokenize(out).decode("utf-8", "ignore").strip()
+
+    def _grammar_sampler(self, grammar: str) -> Any:
+        """A greedy sampler chain behind a GBNF grammar; ValueError if it does not parse."""
+        import llama_cpp
+        from llama_cpp._internals import LlamaSampler
+
+        chain = LlamaSampler()
+        g = llama_cpp.llama_sampler_init_grammar(
+            self._llm._model.vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not g:
+            raise ValueError("the GBNF grammar does not parse")
+        llama_cpp.llama_sampler_chain_add(chain.sampler, g)
+        chain.add_greedy()
+        return chain
 
     def _stop_tokens(self) -> list[int]:
         ids = []
@@ -372,9 +395,11 @@ class TransformersGGUFLLM:
             )
         return np.stack(rows).astype(np.float32)
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str:
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:
         import torch
 
+        if grammar is not None:
+            raise ValueError("grammar-constrained generation needs the llama-cpp runtime")
         t0 = time.perf_counter()
         ids = self._ids(prompt)
         with torch.inference_mode():
