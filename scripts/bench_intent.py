@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from frugalrec.data.sources import load_dataset
-    from frugalrec.llm.intent import IntentParser, catalogue_categories
-    from frugalrec.pipeline.query import score_query
+    from frugalrec.llm.intent import IntentParser
+    from frugalrec.pipeline.query import catalogue_categories, score_query
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
     requests = [json.loads(ln) for ln in Path(args.requests).read_text().splitlines() if ln]
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     popularity = np.asarray(ds.csr().sum(axis=0)).ravel()
     years = items["year"].dropna()
     span = (int(years.min()), int(years.max()))
-    cats = catalogue_categories(items["genres"].tolist())
+    cats = catalogue_categories(items)
     # A budget evaluates a prefix of a seeded random order: a seeded sample of requests.
     order = np.random.default_rng(args.seed).permutation(len(requests))
     requests = [requests[i] for i in order]

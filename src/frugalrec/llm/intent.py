@@ -93,8 +93,9 @@ def parse_answer(
 
 class IntentParser:
     """Rules, then (if an LLM is given and the rules left words unresolved) the LLM under
-    the catalogue's grammar. ``parse`` returns a :class:`QueryIntent` whose ``parser`` says
-    which ran (``rules`` or ``rules+<llm name>``)."""
+    the catalogue's grammar. ``categories``: the catalogue's own list
+    (``frugalrec.pipeline.query.catalogue_categories(items)``). ``parse`` returns a
+    :class:`QueryIntent` whose ``parser`` says which ran (``rules`` or ``rules+<llm name>``)."""
 
     def __init__(
         self,
@@ -103,7 +104,9 @@ class IntentParser:
         llm: LLM | None = None,
         max_tokens: int = 64,
     ) -> None:
-        self.categories = sorted(c for c in dict.fromkeys(categories) if c and c != "unknown")
+        # The rules read every category; the LLM may name only meaningful ones.
+        self.all_categories = tuple(c for c in dict.fromkeys(categories) if c)
+        self.categories = sorted(c for c in self.all_categories if c.lower() != "unknown")
         self.span = span
         self.llm = llm
         self.max_tokens = max_tokens
@@ -148,9 +151,10 @@ class IntentParser:
     def parse(self, request: str) -> QueryIntent:
         """Rules; the LLM only where they left words unresolved (and an LLM is set)."""
         t0 = time.perf_counter()
-        intent = parse_query(request, self.span)
+        intent = parse_query(request, self.span, self.all_categories)
         self.last_used_llm = False
-        if self.llm is None or not self.categories or not unresolved_words(intent):
+        unresolved = unresolved_words(intent, self.all_categories)
+        if self.llm is None or not self.categories or not unresolved:
             self.last_ms = (time.perf_counter() - t0) * 1e3
             return intent
         self.last_used_llm = True
@@ -173,13 +177,3 @@ def merge(intent: QueryIntent, answer: LLMAnswer) -> None:
     intent.include |= {g for g in answer.include if g not in intent.exclude}
     if intent.year_min is None and intent.year_max is None:
         intent.year_min, intent.year_max = answer.year_min, answer.year_max
-
-
-def catalogue_categories(genres: Sequence[str] | None) -> list[str]:
-    """The catalogue's category list from its ``genres`` column values ("A|B" strings)."""
-    out: dict[str, None] = {}
-    for gs in genres or []:
-        for g in str(gs).split("|"):
-            if g and g != "nan":
-                out[g] = None
-    return list(out)
