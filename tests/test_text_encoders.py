@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from frugalrec.bench.encoders import benchmark_encoders
 from frugalrec.text import (
     BACKENDS,
     EmbeddingCache,
     LowFidelityWarning,
     ModelPackageMissingError,
     TextEncoder,
-    benchmark_encoders,
     item_texts,
     load_encoder,
 )

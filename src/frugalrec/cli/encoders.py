@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "bench",
         help="texts/s, memory, size and fidelity per tier/backend",
         description="Each tier/backend runs in its own process; arguments as for "
-        "`python -m frugalrec.text.bench`.",
+        "`python -m frugalrec.bench.encoders`.",
     )
     b.add_argument("rest", nargs=argparse.REMAINDER, help="--configs, --n, --repeats, --out ...")
     b.set_defaults(func=cmd_bench)
@@ -34,6 +34,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from frugalrec.text.bench import main
+    from frugalrec.bench.encoders import main
 
     return main(args.rest)

@@ -160,7 +160,8 @@ def format_plan_table(plan_dict: Mapping[str, Any]) -> str:
                 str((entry.get("config") or {}).get("name", "?")),
                 "-" if quality is None else f"{quality:.3f}",
                 _fmt_num(cost.get("p99_ms")),
-                _fmt_num(cost.get("qps"), 0),
+                _fmt_num(entry.get("qps_per_machine", cost.get("qps")), 0)
+                + ("" if cost.get("service_qps") else "*"),
                 str(entry.get("machines", "")),
                 "-" if entry.get("usd_per_month") is None else _usd(entry["usd_per_month"]),
                 _fmt_num(cost.get("peak_rss_mb"), 0),
@@ -185,6 +186,11 @@ def format_plan_table(plan_dict: Mapping[str, Any]) -> str:
         lines += [f"Constraints: {summary}", ""]
     lines += [line(header), line(["-" * w for w in widths])]
     lines += [line(r) for r in rows]
+    if any(r[4].endswith("*") for r in rows):
+        lines.append(
+            "* scorer throughput only (no serving overhead calibrated on this machine: "
+            "`python -m frugalrec.bench.service calibrate`, then bench again)"
+        )
     if notes:
         lines.append("")
         for hw, note in notes:
@@ -244,6 +250,8 @@ def _plan_one(
         "cost_source": best.source,
         "measured_on": best.record.hardware,
         "machines": best.machines,
+        "qps_per_machine": best.qps_per_machine,
+        "qps_basis": "service" if best.cost.get("service_qps") else "scorer",
         "usd_per_month": best.usd_per_month,
         "memory": {
             "per_machine_mb": best.memory_mb,
@@ -264,7 +272,7 @@ def _option(
     hardware_mb: float | None,
     limits: _Limits,
 ) -> _Option:
-    per_machine = float(cost["qps"])
+    per_machine = qps_per_machine(cost)
     if limits.qps is None:
         machines = 1
     else:
@@ -286,6 +294,15 @@ def _option(
     if limits.min_ndcg is not None and quality < limits.min_ndcg:
         opt.violations.append(_Violation("min_ndcg", limits.min_ndcg, quality))
     return opt
+
+
+def qps_per_machine(cost: Mapping[str, Any]) -> float:
+    """Requests/s one machine serves: the end-to-end capacity of the HTTP service
+    (``service_qps``: scoring plus the calibrated per-request serving overhead) when the
+    bench has it, else the scorer's own batch throughput (``qps``), which leaves out parsing,
+    JSON, the store and uvicorn and overstates capacity several times."""
+    svc = cost.get("service_qps")
+    return float(svc) if svc else float(cost["qps"])
 
 
 def _rank_key(o: _Option) -> tuple[float, float, float, str]:

@@ -22,13 +22,22 @@ REQUIRED_COST = ("p50_ms", "p99_ms", "qps", "peak_rss_mb")
 # Cost fields that may be absent or null (e.g. no price known for the measuring machine).
 OPTIONAL_COST = (
     "p95_ms",
+    "rss_increment_mb",
+    "baseline_rss_mb",
+    "service_qps",
+    "serving_overhead_ms",
     "model_mb",
     "build_seconds",
     "flops_per_request",
     "usd_per_million_requests",
 )
 REQUIRED_PROJECTION = ("p50_ms", "p99_ms", "qps")
-OPTIONAL_PROJECTION = ("usd_per_million_requests", "launch_bound_share")
+OPTIONAL_PROJECTION = (
+    "p95_ms",
+    "service_qps",
+    "usd_per_million_requests",
+    "launch_bound_share",
+)
 # Memory is a property of the configuration, not of the machine's speed, so a projection
 # inherits these from the measurement.
 CARRIED_TO_PROJECTION = ("peak_rss_mb", "model_mb", "flops_per_request")
@@ -164,6 +173,21 @@ def load_bench(path: str | os.PathLike[str]) -> list[CostRecord]:
 def dump_bench(records: Iterable[CostRecord]) -> str:
     """Serialise records as the JSON text ``load_bench`` reads."""
     return json.dumps([r.to_dict() for r in records], indent=2) + "\n"
+
+
+QUANTILE_KEYS = ("p50_ms", "p95_ms", "p99_ms")
+
+
+def order_quantiles(block: dict[str, Any]) -> dict[str, Any]:
+    """Make the latency quantiles present in ``block`` non-decreasing (p50 <= p95 <= p99), in
+    place, by a running maximum; returns ``block``. For figures derived from separately
+    scaled or fitted quantiles: a quantile below a lower one is no latency at all."""
+    floor = 0.0
+    for key in QUANTILE_KEYS:
+        if block.get(key) is not None:
+            floor = max(floor, float(block[key]))
+            block[key] = floor
+    return block
 
 
 def cost_on(record: CostRecord, hardware: str) -> dict[str, Any] | None:

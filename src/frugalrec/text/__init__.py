@@ -12,7 +12,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from frugalrec.text.bench import benchmark_encoders
 from frugalrec.text.cache import EmbeddingCache
 from frugalrec.text.encoders import (
     BACKENDS,
@@ -39,7 +38,6 @@ __all__ = [
     "LowFidelityWarning",
     "ModelPackageMissingError",
     "TextEncoder",
-    "benchmark_encoders",
     "encoder_names",
     "encoder_spec",
     "item_texts",

@@ -40,7 +40,7 @@ class EncoderSpec:
     size_mb: float | None = None
     licence: str = "unknown"
     int8: Int8Recipe | None = None
-    # Mean cosine to fp32 of torch-int8 on MovieLens item texts (frugalrec.text.bench).
+    # Mean cosine to fp32 of torch-int8 on MovieLens item texts (frugalrec.bench.encoders).
     torch_int8_cosine: float | None = None
     description: str = ""
 
