@@ -3,7 +3,8 @@
 The glue between :mod:`frugalrec.text.finetune` (which knows nothing of models or metrics)
 and the evaluation protocol: the early-stopping criterion is the valid NDCG@10 of a
 ``textmap`` model (default ``l2``) fitted on the split's training interactions on the
-candidate vectors, i.e. the quantity the fine-tune is for, measured on valid only.
+candidate vectors, at the best ``l2`` of its tuning grid (so a fine-tuned and a frozen encoder
+are compared as ``evaluate`` would tune them), measured on valid only.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from frugalrec.text.items import item_texts
 def textmap_valid_score(
     split: Split, attributes: tuple[str, ...] = ("genres",)
 ) -> Callable[[np.ndarray], float]:
-    """``score(text_vectors float32 [n_items, d]) -> valid NDCG@10`` of a default textmap
-    fitted on ``split``'s training interactions (attribute blocks appended as in
-    :func:`~frugalrec.text.features.item_features`)."""
+    """``score(text_vectors float32 [n_items, d]) -> valid NDCG@10`` of textmap fitted on
+    ``split``'s training interactions, best over its ``l2`` grid (attribute blocks appended
+    as in :func:`~frugalrec.text.features.item_features`)."""
+    from frugalrec.models.registry import GRIDS
     from frugalrec.models.textmap import TextMapRecommender
 
     train = split.train_dataset()
@@ -32,8 +34,14 @@ def textmap_valid_score(
 
     def score(vectors: np.ndarray) -> float:
         feats = np.hstack([vectors, *blocks]).astype(np.float32)
-        model = TextMapRecommender().fit(train, item_vectors=feats)
-        return float(evaluate_model(model, split, "valid", n_boot=0).metrics["ndcg@10"])
+        best = -np.inf
+        for l2 in GRIDS.get("textmap", {}).get("l2", [None]):
+            model = (TextMapRecommender() if l2 is None else TextMapRecommender(l2=l2)).fit(
+                train, item_vectors=feats
+            )
+            ndcg = evaluate_model(model, split, "valid", n_boot=0).metrics["ndcg@10"]
+            best = max(best, float(ndcg))
+        return best
 
     return score
 

@@ -39,7 +39,7 @@ from frugalrec._io import cache_dir, write_json_atomic
 from frugalrec.text.artefacts import MANIFEST, publish_dir
 
 # Bump when the training procedure changes: old folders are then never reused.
-FORMAT = 1
+FORMAT = 2
 RECORD = "frugalrec-finetune.json"
 
 
