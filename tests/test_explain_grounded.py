@@ -49,6 +49,7 @@ def _ev() -> Evidence:
         genres=["Comedy", "Sci-Fi"],
         because=[(1, "Star Wars (1977)", 0.4), (2, "Airplane! (1980)", 0.3)],
         shared_genres=[("Comedy", 0.5), ("Sci-Fi", 0.25)],
+        noun="films",
     )
 
 

@@ -79,3 +79,34 @@ def test_ndcg_at_k_known_answer() -> None:
     assert ndcg_at_k(scores, np.array([0]), k=2) == pytest.approx(1.0)
     assert ndcg_at_k(scores, np.array([1]), k=2) == pytest.approx(1 / np.log2(3))
     assert ndcg_at_k(scores, np.array([3]), k=4) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("request_text", "include", "exclude"),
+    [
+        ("sci-fi for kids, no cookbooks", {"Science Fiction", "Children"}, {"Cooking"}),
+        ("a detective story, no romance", {"Mystery"}, {"Romance"}),
+        ("biographies or self-help", {"Biography", "Self-Help"}, set()),
+        ("something about cooking, not poetry", {"Cooking"}, {"Poetry"}),
+        ("other things", set(), set()),  # a generic category name is not a request
+    ],
+)
+def test_rules_read_the_catalogues_own_categories(request_text, include, exclude) -> None:  # type: ignore[no-untyped-def]
+    cats = ("Biography", "Children", "Cooking", "Mystery", "Other", "Poetry", "Romance",
+            "Science Fiction", "Self-Help")  # fmt: skip
+    intent = parse_query(request_text, categories=cats)
+    assert intent.include == include and intent.exclude == exclude
+
+
+def test_scoring_rereads_a_reference_parse_against_the_catalogue() -> None:
+    """A caller that parses without the vocabulary (as the service does) still gets the
+    catalogue's categories applied, and sees them in the intent."""
+    items = pd.DataFrame(
+        {"title": ["A", "B", "C"], "genres": ["Cooking", "Cooking|Romance", "Poetry"]}
+    )
+    intent = parse_query("recipes, no romance")  # reference vocabulary: neither word
+    mask = constraint_mask(intent, items)
+    assert mask.tolist() == [True, False, True]
+    assert intent.include == {"Cooking"} and intent.exclude == {"Romance"}
+    s = score_query(intent, np.zeros(2, np.float32), np.zeros((3, 2), np.float32), items)
+    assert int(np.argmax(s)) == 0

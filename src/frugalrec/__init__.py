@@ -6,4 +6,22 @@ from frugalrec._threads import set_thread_env
 set_thread_env()
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["ColumnMap", "DataSource", "Recommender", "__version__", "load_dataset"]
+
+# The facade and the loaders are imported on first use: ``import frugalrec`` stays cheap
+# (no pandas, no models) for the CLI and the thread set-up above.
+_LAZY = {
+    "Recommender": ("frugalrec.api", "Recommender"),
+    "ColumnMap": ("frugalrec.data.columns", "ColumnMap"),
+    "DataSource": ("frugalrec.data.sources", "DataSource"),
+    "load_dataset": ("frugalrec.data.sources", "load_dataset"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'frugalrec' has no attribute {name!r}")

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from frugalrec.cli.source import add_source_args
+
     b = sub.add_parser("bench", help="measure quality and cost of a grid of configurations")
-    b.add_argument("--dataset", default="ml-100k")
+    add_source_args(b)
     b.add_argument("--quick", action="store_true", help="the small grid (under 10 minutes here)")
     b.add_argument("--out", default="bench-out", help="directory for bench.json and report.html")
     b.add_argument("--configs", help="JSON file with a list of PipelineConfig objects")
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="scaling.json from `python -m frugalrec.cost.scaling` (default: the curves "
         "shipped with frugalrec, measured on the reference 2-core machine)",
     )
-    p.add_argument("--dataset", default="ml-100k", help="dataset for --verify")
+    add_source_args(p, what="data source (only for --verify: the data the bench ran on)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
@@ -94,9 +96,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from frugalrec.cli.source import source_flags, source_from_args, warn_coverage
     from frugalrec.cost.bench import default_grid, run_bench
     from frugalrec.pipeline.config import PipelineConfig
 
+    src = source_from_args(args)
+    assert src is not None
+    # Load once here: a bad file fails before any worker starts, with file, line and field.
+    warn_coverage(src.load(), src, args.json)
     configs = default_grid(args.quick, llm=args.llm)
     if args.configs:
         raw = json.loads(Path(args.configs).read_text())
@@ -113,10 +120,10 @@ def _bench(args: argparse.Namespace) -> int:
         bar.set_postfix_str(name)
 
     t0 = time.perf_counter()
-    cmd = "frugalrec bench --dataset " + args.dataset + (" --quick" if args.quick else "")
+    cmd = "frugalrec bench " + source_flags(src) + (" --quick" if args.quick else "")
     cmd += f" --out {args.out}" + (" --engine ray" if args.engine == "ray" else "")
     cmd += " --llm" if args.llm else ""
-    records = run_bench(args.dataset, args.out, args.quick, configs, tick, commands=[cmd])
+    records = run_bench(src.to_spec(), args.out, args.quick, configs, tick, commands=[cmd])
     bar.update(1)
     bar.close()
     if args.json:
@@ -149,6 +156,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from frugalrec.cost.records import load_bench
 
     records = load_bench(args.bench)
+    if args.verify and args.dataset is None and args.interactions is None:
+        raise ValueError(
+            "--verify re-measures on the bench's data: pass the same --interactions/--items "
+            "(or --dataset) the bench ran on"
+        )
     if args.catalogue_size is not None:
         if args.verify:
             raise ValueError("--verify re-measures on the bench dataset; drop --catalogue-size")
@@ -216,8 +228,12 @@ def _verify(result: dict, args: argparse.Namespace) -> dict | None:
     entry = result.get("hardware", {}).get("local")
     if not entry or "config" not in entry:
         return None
+    from frugalrec.cli.source import source_spec
+
     config = PipelineConfig.from_dict(entry["config"])
-    measured = run_config_subprocess(config, args.dataset, quick=True)["cost"]["p99_ms"]
+    spec = source_spec(args)
+    assert spec is not None
+    measured = run_config_subprocess(config, spec, quick=True)["cost"]["p99_ms"]
     budget = args.p99_ms
     return {
         "config": config.name,

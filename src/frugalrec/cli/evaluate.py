@@ -24,11 +24,10 @@ SHOWN = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from frugalrec.cli.source import add_source_args
+
     p = sub.add_parser("evaluate", help="tune on valid, report full-ranking test metrics")
-    src = p.add_argument_group("data (a built-in dataset, your own files, or a ready split)")
-    src.add_argument("--dataset", default=None, help="built-in dataset (ml-100k)")
-    src.add_argument("--interactions", help="your interactions file (then --protocol applies)")
-    src.add_argument("--items", help="items file (item,title[,year,genres,...])")
+    src = add_source_args(p, what="data (your own files, ml-100k, or a ready split)")
     src.add_argument("--train", help="external split: train file (user,item)")
     src.add_argument("--valid", help="external split: valid file")
     src.add_argument("--test", help="external split: test file")
@@ -47,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     txt.add_argument(
         "--attributes",
-        default="genres",
-        help="comma-separated '|'-joined item columns appended as features ('' for none)",
+        default=None,
+        help="comma-separated multi-valued item columns appended as features (default: the "
+        "category column if there is one; '' for none)",
     )
     add_finetune_args(txt)
     p.add_argument("--seed", type=int, default=42)
@@ -86,7 +86,7 @@ def add_finetune_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--finetune-lr", type=float, default=2e-5, help="AdamW learning rate")
 
 
-def finetuned_encoder_name(args: argparse.Namespace, split, quiet: bool = False):  # type: ignore[no-untyped-def]
+def finetuned_encoder_name(args: argparse.Namespace, split, attrs, quiet: bool = False):  # type: ignore[no-untyped-def]
     """Fine-tune ``args.encoder`` on ``split.train`` when ``--finetune`` is given; returns
     (encoder name to load, training record or None)."""
     if not getattr(args, "finetune", False):
@@ -94,7 +94,6 @@ def finetuned_encoder_name(args: argparse.Namespace, split, quiet: bool = False)
     from frugalrec.evaluate.finetune import finetune_for_split
     from frugalrec.text.finetune import FinetuneConfig
 
-    attrs = tuple(a for a in args.attributes.split(",") if a)
     res = finetune_for_split(
         split,
         args.encoder,
@@ -118,8 +117,8 @@ def finetuned_encoder_name(args: argparse.Namespace, split, quiet: bool = False)
 def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The split the options describe (built-in, own files + protocol, or external)."""
     from frugalrec.cli import UsageError
-    from frugalrec.data.loaders import load_interactions
-    from frugalrec.data.sources import load_dataset, load_external_split
+    from frugalrec.cli.source import load_source
+    from frugalrec.data.sources import load_external_split
     from frugalrec.data.splits import make_split
 
     external = [args.train, args.valid, args.test]
@@ -133,11 +132,37 @@ def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return load_external_split(args.train, args.valid, args.test, args.items, args.cold_items)
     if args.cold_items:
         raise UsageError("--cold-items applies to an external split (--train/--valid/--test)")
-    if args.interactions:
-        ds = load_interactions(args.interactions, args.items)
-    else:
-        ds = load_dataset(args.dataset or "ml-100k")
+    ds = load_source(args, quiet=getattr(args, "quiet", False))
     return make_split(ds, args.protocol, seed=args.seed)
+
+
+def check_attributes(
+    attributes: str | None,
+    items,
+    category_col: str | None = None,  # type: ignore[no-untyped-def]
+) -> tuple[str, ...]:
+    """The ``--attributes`` columns, each of which must exist in the item table (the
+    category column answers to its own name too). None: the category column if present."""
+    from frugalrec.cli import UsageError
+    from frugalrec.data.columns import ALIASES, did_you_mean
+
+    cols = [str(c) for c in items.columns]
+    if attributes is None:
+        return ("genres",) if "genres" in cols else ()
+    out = []
+    for a in (a.strip() for a in attributes.split(",")):
+        if not a:
+            continue
+        if a not in cols and "genres" in cols and a in (*ALIASES["genres"], category_col):
+            a = "genres"  # the category column is stored as 'genres' whatever its file name
+        if a not in cols:
+            names = cols + (list(ALIASES["genres"]) if "genres" in cols else [])
+            raise UsageError(
+                f"--attributes: no item column {a!r}{did_you_mean(a, names)}; item columns: "
+                f"{cols} (the category column is 'genres' or its own name)"
+            )
+        out.append(a)
+    return tuple(out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -150,15 +175,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
+    from frugalrec.cli import UsageError
     from frugalrec.engines.base import engine_encoder
     from frugalrec.evaluate.run import n_steps, run_models, write_recs
     from frugalrec.models.registry import model_class
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise UsageError(f"--models is empty ({args.models!r}); e.g. --models pop,ease,textmap")
     for m in models:
         model_class(m)  # unknown names fail before any work
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be >= 0 (0: no intervals), got {args.bootstrap}")
     t0 = time.perf_counter()
     split = resolve_split(args)
+    attrs = check_attributes(args.attributes, split.dataset.items, args.category_col)
     bar = tqdm(
         total=n_steps(models, not args.no_tune),
         desc="evaluate",
@@ -179,8 +210,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         from frugalrec.text.features import item_features
 
         backend = args.backend or ("static" if args.encoder == "static" else "torch")
-        attrs = tuple(a for a in args.attributes.split(",") if a)
-        enc_name, finetune_record = finetuned_encoder_name(args, split, args.quiet)
+        enc_name, finetune_record = finetuned_encoder_name(args, split, attrs, args.quiet)
         bar.set_postfix_str(f"encoding items ({enc_name}/{backend})")
         encoder = engine_encoder(load_encoder(enc_name, backend), engine)
         item_vectors = item_features(split.dataset, args.encoder, backend, attrs, encoder=encoder)
@@ -203,7 +233,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         else {
             "tier": args.encoder,
             "backend": args.backend or ("static" if args.encoder == "static" else "torch"),
-            "attributes": args.attributes,
+            "attributes": ",".join(attrs),
             "dims": int(item_vectors.shape[1]),
             "finetune": finetune_record,
         },
@@ -228,7 +258,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
     for r in runs:
         row: dict[str, object] = {"model": r.model}
         row.update({k: r.result.metrics.get(k) for k in SHOWN})
-        lo_hi = r.result.ci95.get("ndcg@10")
+        lo_hi = r.result.ci95.get("ndcg@10") if args.bootstrap else None
         row["ndcg@10 95% CI"] = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
         row["fit_s"] = round(r.fit_seconds, 2)
         rows.append(row)

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--user", required=True, help="the user's own id (pseudonymised here)")
     p.add_argument("--store", help="sqlite:///path (default: the service's) or postgresql://...")
-    p.add_argument("--dataset", default="ml-100k", help="dataset the service runs on")
+    from frugalrec.cli.source import add_source_args
+
+    add_source_args(p, serve_names=True, what="data the service runs on (for the retrain)")
     p.add_argument("--config", type=Path, help="PipelineConfig JSON the service runs")
     p.add_argument("--model-dir", type=Path, help="model versions directory")
     p.add_argument(
@@ -38,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_forget(args: argparse.Namespace) -> int:
     from frugalrec._table import format_table
     from frugalrec.cli import UsageError
+    from frugalrec.cli.source import source_spec
     from frugalrec.privacy.pseudonyms import Pseudonymiser
     from frugalrec.serve.forget import forget_user
     from frugalrec.serve.settings import ServeSettings
@@ -45,13 +48,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     if not args.user.strip():
         raise UsageError("--user must not be empty")
-    overrides: dict[str, object] = {"dataset": args.dataset, "model_dir": args.model_dir}
+    overrides: dict[str, object] = {"model_dir": args.model_dir}
     if args.store:
         overrides["store_url"] = args.store
     try:
         settings = ServeSettings(**overrides)  # type: ignore[arg-type]
     except Exception as exc:  # pydantic names the field
         raise UsageError(str(exc)) from exc
+    # Retraining needs the service's data; deleting events alone does not. Checked before
+    # the store is opened: a usage error changes nothing.
+    spec = source_spec(args, required=not args.no_retrain)
     try:
         store = open_store(settings.store_url)
     except StoreError as exc:
@@ -68,7 +74,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 config = ServiceState._load_config(args.config) if args.config else DEFAULT_CONFIG
             except ValueError as exc:  # names the file and the field; nothing deleted yet
                 raise UsageError(str(exc)) from exc
-            dataset = load_serving_dataset(settings.dataset)
+            assert spec is not None
+            dataset = load_serving_dataset(spec)
             model_dir = settings.resolved_model_dir()
         report = forget_user(
             store,

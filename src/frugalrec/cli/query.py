@@ -12,37 +12,52 @@ from frugalrec._table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from frugalrec.cli.source import add_source_args
+
     p = sub.add_parser("query", help="recommend from a natural-language request")
-    p.add_argument("request", help='e.g. "a funny animated movie for kids, no horror"')
-    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("request", help='e.g. "a detective story, no romance, after 1990"')
+    add_source_args(p)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--user", help="blend with this user's profile (original user id)")
-    p.add_argument("--encoder", default="minilm", choices=["static", "minilm", "mpnet"])
+    p.add_argument("--encoder", default="minilm", help="a registered encoder (encoders list)")
     p.add_argument("--backend", default=None, help="torch | onnx | onnx-int8")
+    p.add_argument(
+        "--llm",
+        metavar="NAME",
+        help="where the rules leave words unresolved, ask this LLM (models list) for the "
+        "constraints, in JSON under a grammar built from the catalogue's categories",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from frugalrec.cli import UsageError
-    from frugalrec.data.sources import load_dataset
-    from frugalrec.pipeline.query import parse_query, score_query
+    from frugalrec.cli.source import load_source
+    from frugalrec.llm.intent import IntentParser
+    from frugalrec.pipeline.query import catalogue_categories, score_query
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
     if args.k < 1:
         raise UsageError("-k must be at least 1")
     if not args.request.strip():
         raise UsageError("the request is empty")
-    ds = load_dataset(args.dataset)
+    ds = load_source(args, quiet=args.json)
     cost: dict[str, float] = {}
     t = time.perf_counter()
     encoder = load_encoder(args.encoder, args.backend)
     vectors = EmbeddingCache(encoder).encode(item_texts(ds.items))
+    llm = None
+    if args.llm:
+        from frugalrec.llm.runtime import load_llm
+
+        llm = load_llm(args.llm)
     cost["load_and_catalogue_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     years = ds.items["year"].dropna() if "year" in ds.items else []
     span = (int(min(years)), int(max(years))) if len(years) else None
-    intent = parse_query(args.request, span)
+    parser = IntentParser(catalogue_categories(ds.items), span, llm)
+    intent = parser.parse(args.request)
     cost["parse_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     qv = encoder.encode([intent.text])[0]
@@ -52,7 +67,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.user is not None:
         idx = ds.users_vocab.index([args.user])[0]
         if idx < 0:
-            raise UsageError(f"unknown user {args.user!r} in {args.dataset}")
+            raise UsageError(f"unknown user {args.user!r} in {ds.name}")
         from frugalrec.models import EASERecommender
 
         t = time.perf_counter()
@@ -74,7 +89,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             "year": None
             if "year" not in ds.items or ds.items["year"].isna()[i]
             else int(ds.items.loc[i, "year"]),
-            "genres": str(ds.items.loc[i, "genres"]) if "genres" in ds.items else "",
+            "categories": str(ds.items.loc[i, "genres"]) if "genres" in ds.items else "",
             "score": float(scores[i]),
         }
         for i in top
@@ -91,7 +106,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         return 0
     print(f"request: {args.request!r}")
     print(f"understood: {intent.to_dict()}")
-    print(format_table(results, ["item", "title", "year", "genres", "score"], 3))
+    print(format_table(results, ["item", "title", "year", "categories", "score"], 3))
     if not results:
         print("(no catalogue item satisfies every constraint)")
     print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in cost.items()))
@@ -99,8 +114,12 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def register_bench(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("bench-queries", help="NDCG@10 of generated genre/decade requests per tier")
-    p.add_argument("--dataset", default="ml-100k")
+    from frugalrec.cli.source import add_source_args
+
+    p = sub.add_parser(
+        "bench-queries", help="NDCG@10 of generated category/decade requests per encoder tier"
+    )
+    add_source_args(p)
     p.add_argument(
         "--tiers",
         default="static/numpy,minilm/torch,minilm/onnx-int8,mpnet/torch,mpnet/onnx-int8",
@@ -111,11 +130,11 @@ def register_bench(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def cmd_bench_queries(args: argparse.Namespace) -> int:
-    from frugalrec.data.sources import load_dataset
+    from frugalrec.cli.source import load_source
     from frugalrec.pipeline.query_eval import evaluate_queries
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
-    ds = load_dataset(args.dataset)
+    ds = load_source(args, quiet=args.json)
     popularity = np.asarray(ds.csr().sum(axis=0)).ravel()
     rows = []
     for spec in [s.strip() for s in args.tiers.split(",") if s.strip()]:

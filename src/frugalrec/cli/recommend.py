@@ -8,13 +8,20 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from frugalrec._io import dumps
 from frugalrec._table import format_table
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="ml-100k")
-    p.add_argument("--user", help="original user id (its history is the starting point)")
+    from frugalrec.cli.source import add_source_args
+
+    add_source_args(p)
+    p.add_argument(
+        "--user",
+        help="your user id (its history is the starting point; an unknown id is a cold start)",
+    )
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default="ease", help="cheap stage (a CF model name)")
     p.add_argument("--llm", default="smollm2-135m", choices=["smollm2-135m", "gemma3-270m"])
@@ -60,7 +67,7 @@ def _status(msg: str, quiet: bool) -> None:
 
 def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) -> Any:
     from frugalrec.cli import UsageError
-    from frugalrec.data.sources import load_dataset
+    from frugalrec.cli.source import load_source
     from frugalrec.llm.cascade import CascadeConfig
     from frugalrec.llm.request import LLMTier, fit_cheap_model, history_in_order
     from frugalrec.llm.reranker import RerankerConfig
@@ -69,13 +76,19 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
         raise UsageError("-k must be at least 1")
     cost: dict[str, float] = {}
     t = time.perf_counter()
-    ds = load_dataset(args.dataset)
+    ds = load_source(args, quiet=args.json)
     history = None
+    args.cold_start = False
     if args.user is not None:
         u = int(ds.users_vocab.index([args.user])[0])
         if u < 0:
-            raise UsageError(f"unknown user {args.user!r} in {args.dataset}")
-        history = history_in_order(ds, u)
+            # Not an error and not a silent popularity list: an explicit cold start (an
+            # empty history), said so in the output.
+            _status(f"user {args.user!r} has no history in {ds.name}: cold start", args.json)
+            args.cold_start = True
+            history = np.zeros(0, dtype=np.int64)
+        else:
+            history = history_in_order(ds, u)
     model = fit_cheap_model(ds, args.model)
     cost["load_and_fit_ms"] = (time.perf_counter() - t) * 1e3
     llm: Any = None
@@ -126,9 +139,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         args.candidates = args.k  # unused, but keeps the setup checks simple
     _, tier, history, llm, setup = _setup(args, need_llm, llm_explain)
     _status("answering...", args.json)
-    ans = tier.answer(history, args.k, explain=args.explain is not None)
+    boost = None
+    if args.cold_start:
+        # The model's average answer over its known users (same scale as theirs), not the
+        # zeros or raw counts an empty history would give: boost = mean - fold_in(empty).
+        import scipy.sparse as sp
+
+        from frugalrec.api import cold_start_scores
+
+        empty = sp.csr_matrix((1, tier.ds.n_items), dtype=np.float32)
+        boost = cold_start_scores(tier.model) - tier.model.fold_in(empty)[0]
+    ans = tier.answer(history, args.k, explain=args.explain is not None, boost=boost)
     payload = {
-        "dataset": args.dataset,
+        "dataset": tier.ds.name,
+        "user_cold_start": args.cold_start,
         "model": args.model,
         "llm": llm.info() if llm is not None else None,
         "rerank": args.rerank,
@@ -141,6 +165,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     cols = ["rank", "item", "title", "year", "score"]
     if args.explain:
         cols += ["explainer", "explanation"]
+    if args.cold_start:
+        print(f"(cold start: {args.user!r} has no history; scores are the model's average "
+              "over its known users)")  # fmt: skip
     print(format_table(ans["items"], cols, 3))
     print(f"route: {ans['route']['route']} (llm fired: {ans['route']['llm_fired']})")
     print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in ans["cost_ms"].items()))
@@ -155,8 +182,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     session = ChatSession(tier, history, llm=llm, k=args.k)
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
-        print("Tell me what you'd like (e.g. 'something like Alien but funnier', 'no horror',")
-        print("'more like the second one', 'older films'); 'reset' to start over, Ctrl-D to end.")
+        examples = _examples(tier.ds)
+        print(f"Tell me what you'd like (e.g. {examples}, 'more like the second one');")
+        print("'reset' to start over, Ctrl-D to end.")
     while True:
         if interactive and not args.json:
             print("> ", end="", flush=True)
@@ -171,6 +199,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(dumps(out), flush=True)
             continue
         print(f"[{out['parser']}] understood: {out['understood'] or 'nothing new'}")
-        print(format_table(out["items"], ["rank", "title", "genres", "explanation"], 3))
+        print(format_table(out["items"], ["rank", "title", "genres", "explanation"], 3)
+              .replace("genres", "categories", 1))  # fmt: skip
         print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in out["cost_ms"].items()))
     return 0
+
+
+def _examples(ds: Any) -> str:
+    """Two example requests in the catalogue's own words."""
+    from frugalrec.pipeline.query import catalogue_categories
+
+    cats = list(catalogue_categories(ds.items))
+    if len(cats) >= 2:
+        return f"'{cats[0].lower()}', 'no {cats[1].lower()}'"
+    return "'something like <a title you liked>', 'older ones'"

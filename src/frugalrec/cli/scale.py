@@ -16,11 +16,10 @@ DEFAULT_OVERHEAD = "docs/bench/ray_overhead.json"
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from frugalrec.cli.evaluate import add_engine_args
+    from frugalrec.cli.source import add_source_args
 
     b = sub.add_parser("batch-recommend", help="top-K lists for every user, written to Parquet")
-    b.add_argument("--dataset", default=None, help="built-in dataset (ml-100k)")
-    b.add_argument("--interactions", help="your interactions file")
-    b.add_argument("--items", help="items file (item,title[,...])")
+    add_source_args(b)
     b.add_argument("--model", default="ease", help="model name (see frugalrec evaluate)")
     b.add_argument("-k", type=int, default=10, help="list length")
     b.add_argument("--keep-seen", action="store_true", help="do not exclude seen items")
@@ -60,8 +59,7 @@ def _batch_recommend(args: argparse.Namespace, engine) -> int:  # type: ignore[n
     from tqdm import tqdm
 
     from frugalrec._io import atomic_path
-    from frugalrec.data.loaders import load_interactions
-    from frugalrec.data.sources import load_dataset
+    from frugalrec.cli.source import load_source
     from frugalrec.engines.base import engine_encoder
     from frugalrec.models.registry import model_class
 
@@ -77,10 +75,7 @@ def _batch_recommend(args: argparse.Namespace, engine) -> int:  # type: ignore[n
         return time.perf_counter()
 
     t = t_start = time.perf_counter()
-    if args.interactions:
-        ds = load_interactions(args.interactions, args.items)
-    else:
-        ds = load_dataset(args.dataset or "ml-100k")
+    ds = load_source(args, quiet=args.quiet or args.json)
     t = step("load", t)
     fit_kwargs = {}
     if cls.uses_item_vectors:

@@ -10,8 +10,10 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from frugalrec.cli.source import add_source_args
+
     p = sub.add_parser("serve", help="run the HTTP service and web page")
-    p.add_argument("--dataset", default="ml-100k", help="ml-100k (default) or synthetic")
+    add_source_args(p, serve_names=True)
     p.add_argument("--config", type=Path, help="PipelineConfig JSON (default: EASE, cheap tier)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -48,12 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from frugalrec.cli import UsageError
+    from frugalrec.cli.source import source_spec
     from frugalrec.serve.settings import API_KEY_FILE_ENV, API_KEYS_ENV, ServeSettings
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be in 1..65535, got {args.port}")
+    spec = source_spec(args)
     overrides: dict[str, Any] = {
-        "dataset": args.dataset,
+        "dataset": spec,
         "pipeline_config": args.config,
         "model_dir": args.model_dir,
         "read_requires_key": args.read_requires_key,
@@ -88,7 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from frugalrec.serve.app import create_app
 
     llm_note = f" and the LLM {settings.llm_model}" if settings.rerank == "llm" else ""
-    print(f"loading {settings.dataset}, the model{llm_note} ...", file=sys.stderr)
+    shown = args.dataset or args.interactions
+    print(f"loading {shown}, the model{llm_note} ...", file=sys.stderr)
     app = create_app(settings)
     service = app.state.service
     print(

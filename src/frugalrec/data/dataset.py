@@ -75,6 +75,16 @@ class Dataset:
             arr.setflags(write=False)
 
     @property
+    def noun(self) -> str:
+        """What the catalogue's items are called in sentences ("books"; neutral: "items")."""
+        return domain_noun(self.items)
+
+    def described(self) -> np.ndarray:
+        """bool [n_items]: the item came with metadata (a row in the items file)."""
+        n = int(self.items.attrs.get("n_described", self.n_items))
+        return np.arange(self.n_items) < n
+
+    @property
     def n_users(self) -> int:
         return len(self.users_vocab)
 
@@ -129,6 +139,15 @@ class Dataset:
         )
 
 
+def domain_noun(items: pd.DataFrame) -> str:
+    """The domain noun an item table carries (``items.attrs["noun"]``), default "items".
+
+    It rides on the item table because everything that writes sentences about items
+    (evidence, explanations) is handed that table.
+    """
+    return str(items.attrs.get("noun") or "items")
+
+
 def build_dataset(
     name: str,
     users: np.ndarray,
@@ -137,9 +156,11 @@ def build_dataset(
     timestamp: np.ndarray | None,
     item_table: pd.DataFrame | None = None,
     user_table: pd.DataFrame | None = None,
+    noun: str = "items",
 ) -> Dataset:
     """Index raw external-id columns into a :class:`Dataset`.
 
+    ``noun`` names the items in sentences ("books"); see :func:`domain_noun`.
     ``users``/``items`` are external ids (any hashable, stored as str). ``item_table`` is
     keyed by an ``item`` column; items that appear only there are kept (cold items), items
     that appear only in interactions get their id as title.
@@ -171,6 +192,10 @@ def build_dataset(
         utable = pd.DataFrame({"user": uvocab.ids}).merge(ut, on="user", how="left")
         # The raw id stays in the vocabulary only; side tables are keyed by index.
         utable = utable.drop(columns=["user"])
+    table = table.reset_index(drop=True)
+    table.attrs["noun"] = noun
+    # Items from the item table come first in the vocabulary: the first n have metadata.
+    table.attrs["n_described"] = 0 if item_table is None else len(pd.unique(table_ids))
     return Dataset(
         name=name,
         users_vocab=uvocab,
@@ -179,7 +204,7 @@ def build_dataset(
         item=i_idx,
         rating=r,
         timestamp=t,
-        items=table.reset_index(drop=True),
+        items=table,
         users=utable,
         has_timestamps=timestamp is not None,
     )

@@ -109,6 +109,7 @@ def load_ml100k() -> Dataset:
         inter["timestamp"].astype(np.float64).astype(np.int64).to_numpy(),
         item_table=items,
         user_table=users,
+        noun="films",
     )
 
 

@@ -161,7 +161,7 @@ class ChatSession:
         rest = text
         for item, _ in self._find_titles(text):
             rest = re.sub(re.escape(self.titles[item].split(" (")[0]), " ", rest, flags=re.I)
-        intent = parse_query(rest, self.span)
+        intent = parse_query(rest, self.span, self.genres)
         for m in _COMPARATIVE.finditer(rest):
             intent.include.add(_COMPARATIVES[m.group(1).lower()])
         self._merge(intent, got)

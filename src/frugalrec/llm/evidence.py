@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from frugalrec._linalg import normalise_rows
+from frugalrec.data.dataset import domain_noun
 from frugalrec.text.features import multi_hot
 
 
@@ -33,6 +34,7 @@ class Evidence:
     shared_genres: list[tuple[str, float]] = field(default_factory=list)
     query_terms: list[str] = field(default_factory=list)
     popular: bool = False
+    noun: str = "items"  # what the catalogue's items are called ("books"), for sentences
 
     def titles(self) -> list[str]:
         return [self.title] + [t for _, t, _ in self.because]
@@ -72,6 +74,7 @@ class EvidenceBuilder:
         self.items = items
         self.top = top
         self.G, self.genre_names = genre_matrix(items)
+        self.noun = domain_noun(items)
         # Per-item lookups done once, not per request (a service builds evidence per call;
         # LLMTier also describes its answers with them).
         self.titles = items["title"].astype(str).to_numpy()
@@ -137,6 +140,7 @@ class EvidenceBuilder:
                     shared_genres=shared,
                     query_terms=terms,
                     popular=not because and not shared and not terms,
+                    noun=self.noun,
                 )
             )
         return out

@@ -34,6 +34,14 @@ def _display(title: str) -> str:
     return f"{m.group(2)} {m.group(1)}{m.group(3) or ''}" if m else title
 
 
+def _singular(noun: str) -> str:
+    return noun[:-1] if noun.endswith("s") and len(noun) > 3 else noun
+
+
+# Who "people like you" are, per domain noun (a neutral word for any other).
+_AUDIENCE = {"films": "viewers", "movies": "viewers", "books": "readers"}
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -67,7 +75,8 @@ def sentence(ev: Evidence, chosen: list[Fact]) -> str:
     """The sentence for ``chosen`` facts, grouped by kind in the order the first fact of each
     kind was chosen (so "most convincing first" survives grouping)."""
     if not chosen:
-        return f"{_display(ev.title)} is popular with viewers like you."
+        who = _AUDIENCE.get(ev.noun, "people")
+        return f"{_display(ev.title)} is popular with {who} like you."
     kinds = list(dict.fromkeys(f.kind for f in chosen))
     parts = []
     for kind in kinds:
@@ -77,7 +86,7 @@ def sentence(ev: Evidence, chosen: list[Fact]) -> str:
         elif kind == "genre":
             parts.append(
                 "it is "
-                + _join([f"{f.text} ({round(100 * f.share)}% of your films)" for f in group])
+                + _join([f"{f.text} ({round(100 * f.share)}% of your {ev.noun})" for f in group])
             )
         else:
             parts.append("it matches your request (" + ", ".join(f.text for f in group) + ")")
@@ -192,7 +201,8 @@ class LLMExplainer:
         self.name = llm.name
 
     def prompt(self, ev: Evidence) -> str:
-        lines = [f"Recommended movie: {_display(ev.title)}"]
+        one = _singular(ev.noun)
+        lines = [f"Recommended {one}: {_display(ev.title)}"]
         if ev.because:
             lines.append("The user liked: " + "; ".join(_display(t) for _, t, _ in ev.because))
         if ev.shared_genres:
@@ -200,8 +210,8 @@ class LLMExplainer:
         if ev.query_terms:
             lines.append("Matches the request: " + ", ".join(ev.query_terms))
         return self.llm.chat_prompt(
-            "Write one short sentence telling the user why this movie is recommended. "
-            "Use only these facts; do not mention any other movie, person, genre or year.\n"
+            f"Write one short sentence telling the user why this {one} is recommended. "
+            f"Use only these facts; do not mention any other {one}, person, genre or year.\n"
             + "\n".join(lines)
         )
 

@@ -156,7 +156,10 @@ class Guard:
         # Everything else, word by word.
         years = {y for y in [evidence.year, *map(_year_in, titles)] if y is not None}
         shares = {round(100 * s) for _, s in evidence.shared_genres}
-        licensed = set(_words([*titles, *genres, *evidence.query_terms]))
+        # The catalogue's own noun for its items ("books", "songs") is the evidence's too.
+        noun = getattr(evidence, "noun", "")
+        licensed = set(_words([*titles, *genres, *evidence.query_terms, noun]))
+        licensed |= {noun.rstrip("s")} if noun else set()
         if evidence.popular:
             licensed |= {"popular", "popularity"}
         for p, tok in enumerate(toks):

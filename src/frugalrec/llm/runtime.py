@@ -48,7 +48,8 @@ class LLM(Protocol):
 
     ``logits_for_next_token(prompts)`` -> float32 [n_prompts, vocab] (one forward pass per
     prompt, logits of the token that would follow it); ``generate(prompt, max_tokens,
-    grammar)`` -> text (greedy; with a GBNF ``grammar`` only tokens the grammar allows). ``chat_prompt`` wraps a user message in the model's chat template.
+    grammar)`` -> text (greedy; with a GBNF ``grammar`` only tokens the grammar allows).
+    ``chat_prompt`` wraps a user message in the model's chat template.
     """
 
     name: str

@@ -13,7 +13,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from frugalrec.pipeline.query import QueryIntent, parse_query, score_query
+from frugalrec.data.dataset import domain_noun
+from frugalrec.pipeline.query import (
+    QueryIntent,
+    catalogue_categories,
+    parse_query,
+    score_query,
+)
 
 # Everyday words for each genre (first one is used in templates; variety via rotation).
 PHRASES: dict[str, list[str]] = {
@@ -36,19 +42,35 @@ PHRASES: dict[str, list[str]] = {
 }
 
 
+def _phrases(items: pd.DataFrame) -> dict[str, list[str]]:
+    """Category -> how people ask for it: the film phrasings above on a film catalogue,
+    else the catalogue's own category names."""
+    cats = catalogue_categories(items)
+    if domain_noun(items) == "films":
+        return {g: p for g, p in PHRASES.items() if g in cats}
+    return {c: [f"something in {c}"] for c in cats}
+
+
 def query_set(items: pd.DataFrame, min_relevant: int = 5) -> list[tuple[str, np.ndarray]]:
     """(request, relevant item indices) pairs generated from ``genres`` and ``year``."""
     genres = items["genres"].fillna("").astype(str).str.split("|")
-    year = pd.to_numeric(items["year"], errors="coerce").to_numpy(dtype=np.float64)
-    has = {g: genres.map(lambda gs, g=g: g in gs).to_numpy(dtype=bool) for g in PHRASES}
+    if "year" in items:
+        year = pd.to_numeric(items["year"], errors="coerce").to_numpy(dtype=np.float64)
+    else:
+        year = np.full(len(items), np.nan)
+    table = _phrases(items)
+    has = {g: genres.map(lambda gs, g=g: g in gs).to_numpy(dtype=bool) for g in table}
+    common: list[str] = [g for g in ("Horror", "Romance", "Drama", "Comedy") if g in table]
+    if not common:  # another domain: exclude its most frequent categories instead
+        common = sorted(table, key=lambda g: -int(has[g].sum()))[:4]
     out: list[tuple[str, np.ndarray]] = []
-    for gi, (genre, phrases) in enumerate(PHRASES.items()):
+    for gi, (genre, phrases) in enumerate(table.items()):
         for di, decade in enumerate(range(1930, 2000, 10)):
             rel = np.flatnonzero(has[genre] & (year >= decade) & (year <= decade + 9))
             if len(rel) >= min_relevant:
                 phrase = phrases[(gi + di) % len(phrases)]
                 out.append((f"a {phrase} from the {decade % 100}s", rel))
-        for other in ("Horror", "Romance", "Drama", "Comedy"):
+        for other in common:
             if other == genre:
                 continue
             rel = np.flatnonzero(has[genre] & ~has[other])
@@ -76,9 +98,15 @@ def evaluate_queries(
 ) -> dict[str, float]:
     """Mean NDCG@k over :func:`query_set` for encoder-only and rules+encoder ranking."""
     queries = query_set(items)
-    years = pd.to_numeric(items["year"], errors="coerce").dropna()
-    span = (int(years.min()), int(years.max())) if len(years) else None
-    intents = [parse_query(q, span) for q, _ in queries]
+    if not queries:
+        raise ValueError(
+            "no query can be generated from this catalogue: it needs a category column "
+            "(--category-col) with at least 5 items per category"
+        )
+    years = pd.to_numeric(items["year"], errors="coerce").dropna() if "year" in items else []
+    span = (int(min(years)), int(max(years))) if len(years) else None
+    cats = catalogue_categories(items)
+    intents = [parse_query(q, span, cats) for q, _ in queries]
     raw_vecs = encode([q for q, _ in queries])
     parsed_vecs = encode([it.text for it in intents])
     enc_only, constraints_only, with_rules = [], [], []

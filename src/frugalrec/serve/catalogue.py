@@ -1,4 +1,4 @@
-"""The dataset a service runs on: a built-in name, or a small synthetic one for tests."""
+"""The dataset a service runs on: the user's files, ml-100k, or a small synthetic one."""
 
 from __future__ import annotations
 
@@ -37,11 +37,15 @@ def synthetic_dataset(n_users: int = 60, n_items: int = 80, seed: int = 7) -> Da
         }
     )
     ts = 1_600_000_000 + np.arange(len(users), dtype=np.int64)
-    return build_dataset("synthetic", np.array(users), np.array(items), None, ts, table)
+    # Film-like titles and genres: it stands in for ml-100k in the service's tests.
+    return build_dataset(
+        "synthetic", np.array(users), np.array(items), None, ts, table, noun="films"
+    )
 
 
 def load_serving_dataset(name: str) -> Dataset:
-    """``ml-100k`` (or any name ``load_dataset`` knows) or ``synthetic``."""
+    """``synthetic``, or any source ``load_dataset`` takes: ``ml-100k`` or a data-source
+    spec (the JSON of a :class:`~frugalrec.data.sources.DataSource`: the user's files)."""
     if name == "synthetic":
         return synthetic_dataset()
     from frugalrec.data.sources import load_dataset

@@ -32,7 +32,23 @@ function costLine(cost) {
     `cache ${cost.cache}, ${cost.total_ms.toFixed(2)} ms total: ${stages}`;
 }
 
+// The request box suggests a request in the catalogue's own words: the categories of the
+// items it has just shown (the page knows no domain of its own).
+function suggestExample(items) {
+  const box = $("query-text");
+  if (box.dataset.suggested) return;
+  const cats = [];
+  for (const it of items) {
+    for (const g of (it.genres || "").split("|")) if (g && !cats.includes(g)) cats.push(g);
+  }
+  if (cats.length >= 2) {
+    box.placeholder = `e.g. something ${cats[0].toLowerCase()}, no ${cats[1].toLowerCase()}`;
+    box.dataset.suggested = "1";
+  }
+}
+
 function renderItems(items, withActions) {
+  suggestExample(items);
   const ol = $("recs");
   ol.replaceChildren();
   for (const it of items) {
@@ -43,7 +59,7 @@ function renderItems(items, withActions) {
     title.textContent = it.title;
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = ` ${it.year ?? ""} · ${it.genres ?? ""} · score ${it.score == null ? "–" : it.score.toFixed(3)}`;
+    meta.textContent = ` ${it.year ?? ""} · ${(it.genres ?? "").split("|").join(", ")} · score ${it.score == null ? "–" : it.score.toFixed(3)}`;
     li.append(title, meta);
     if (withActions) {
       const actions = document.createElement("span");
