@@ -204,7 +204,7 @@ def _train(
     """The training loop -> (SentenceTransformer holding the chosen weights, record)."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from frugalrec.text.encoder import size_threads
 
