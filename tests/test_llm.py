@@ -205,20 +205,23 @@ def _cascade(tiny, model, llm, **cfg) -> tuple[Cascade, np.ndarray, object]:
 
 
 @pytest.mark.parametrize(
-    ("llm", "cfg", "route"),
+    ("llm", "cfg", "route", "why"),
     [
-        (FakeLLM(favour="Ghostbusters"), {"budget_ms": 0.001}, "budget"),
-        (FakeLLM(favour="Ghostbusters"), {"budget_ms": 200.0, "prior_ms_per_token": 1e3}, "budget"),
-        (FakeLLM(fail=True), {}, "llm_error"),
+        (FakeLLM(favour="Ghostbusters"), {"budget_ms": 0.001}, "budget", None),
+        (FakeLLM(favour="Ghostbusters"), {"budget_ms": 200.0, "prior_ms_per_token": 1e3},
+         "budget", None),
+        (FakeLLM(fail=True), {}, "fallback", "error:RuntimeError"),
         (FakeLLM(favour="Ghostbusters", sleep_ms=60.0),
-         {"budget_ms": 50.0, "prior_ms_per_token": 1e-6}, "budget_overrun"),
-        (FakeLLM(favour="Ghostbusters"), {"margin": 0.0}, "confident"),
+         {"budget_ms": 50.0, "prior_ms_per_token": 1e-6}, "fallback", "timeout"),
+        (FakeLLM(favour="Ghostbusters"), {"margin": 0.0}, "confident", None),
     ],
 )  # fmt: skip
-def test_cascade_falls_back_to_the_cheap_answer(tiny, model, llm, cfg, route):
+def test_cascade_falls_back_to_the_cheap_answer(tiny, model, llm, cfg, route, why):
     cascade, cheap, H = _cascade(tiny, model, llm, **cfg)
     ans = cascade.recommend(H, k=5)
     assert ans.reason == route and not ans.fired
+    assert ans.fallback_reason == why
+    assert ans.to_dict().get("fallback_reason") == why
     assert ans.ids.tolist() == cheap.tolist()
 
 
@@ -348,8 +351,9 @@ def test_real_smollm2_reranks_one_list(ml100k):
     from frugalrec.llm.request import fit_cheap_model, history_in_order
     from frugalrec.llm.runtime import load_llm
 
+    # Through the worker process (the default): a native crash fails this test alone.
     llm = load_llm("smollm2-135m", n_ctx=1024)
-    assert llm.info()["vocab"] == 49152
+    assert llm.info()["vocab"] == 49152 and llm.info()["worker"]
     model = fit_cheap_model(ml100k)
     u = int(ml100k.users_vocab.index(["196"])[0])
     h = history_in_order(ml100k, u)
@@ -368,6 +372,7 @@ def test_real_smollm2_reranks_one_list(ml100k):
         llm.logits_for_next_token([rr.prompt(h, ids[0])])
     llm.deadline = None
     assert np.isfinite(llm.logits_for_next_token([rr.prompt(h, ids[0])])).all()
+    llm.close()
 
 
 def test_bench_llm_configs_are_opt_in_and_valid():

@@ -105,7 +105,12 @@ def test_a_confident_cheap_stage_or_a_failing_llm_keeps_the_cheap_list(make_clie
     r = broken.get(f"/v1/users/{USER}/recommendations", params={"k": 10, "budget_ms": 60_000})
     assert item_ids(r) == cheap
     cost = r.json()["cost"]
-    assert cost["tier"] == "cheap" and cost["route"] == "llm_error" and not cost["llm_fired"]
+    assert cost["tier"] == "cheap" and cost["route"] == "fallback" and not cost["llm_fired"]
+    assert cost["fallback_reason"] == "error:RuntimeError"
+    assert (
+        'frugalrec_llm_fallbacks_total{reason="error:RuntimeError"} 1.0'
+        in broken.get("/metrics").text
+    )
     # A transient fallback is not cached: the next request decides again.
     r = broken.get(f"/v1/users/{USER}/recommendations", params={"k": 10, "budget_ms": 60_000})
     assert r.json()["cost"]["cache"] == "miss"

@@ -107,7 +107,7 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
             _status(f"loading {args.llm} + LoRA {adapter} (torch)...", args.json)
             llm = load_adapter_llm(args.llm, adapter)
         else:
-            _status(f"loading {args.llm} (llama.cpp)...", args.json)
+            _status(f"loading {args.llm} (llama.cpp, in a worker process)...", args.json)
             llm = load_llm(args.llm)
         cost["llm_load_ms"] = (time.perf_counter() - t) * 1e3
     rerank = getattr(args, "rerank", "none") == "llm"
@@ -169,7 +169,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"(cold start: {args.user!r} has no history; scores are the model's average "
               "over its known users)")  # fmt: skip
     print(format_table(ans["items"], cols, 3))
-    print(f"route: {ans['route']['route']} (llm fired: {ans['route']['llm_fired']})")
+    why = ans["route"].get("fallback_reason")
+    print(
+        f"route: {ans['route']['route']}{f' ({why})' if why else ''}"
+        f" (llm fired: {ans['route']['llm_fired']})"
+    )
     print("cost (ms): " + ", ".join(f"{k}={v:.1f}" for k, v in ans["cost_ms"].items()))
     print("setup (ms): " + ", ".join(f"{k}={v:.0f}" for k, v in setup.items()))
     return 0

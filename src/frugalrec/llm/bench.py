@@ -95,7 +95,8 @@ def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
     from frugalrec.llm.runtime import load_llm
 
     configure_threads()
-    llm = load_llm(name, runtime)
+    # In this process (already a subprocess per runtime): its peak RSS is the runtime's.
+    llm = load_llm(name, runtime, in_process=True)
     # A re-ranker-like prompt cut to about 174 tokens.
     body = ("A user liked: Star Wars (1977); Fargo (1996); Contact (1997); Titanic (1997). "
             "Candidates: A. Toy Story (1995), Animation/Children's/Comedy. ") * 12  # fmt: skip
@@ -105,8 +106,7 @@ def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
         prompt = llm.chat_prompt(body)
     ms = []
     for _ in range(repeats + 1):
-        if hasattr(llm, "_cached"):
-            llm._cached = []  # measure a full prompt evaluation
+        llm.reset_cache()  # measure a full prompt evaluation
         t0 = time.perf_counter()
         llm.logits_for_next_token([prompt])
         ms.append((time.perf_counter() - t0) * 1e3)

@@ -8,6 +8,12 @@ candidate: ``(s_1 - s_K) / |s_1|``. Budget: before firing, the LLM's cost is est
 the prompt's token count times the measured milliseconds per prompt token (a running mean
 over this runtime's calls, a prior before the first); the LLM fires only if the elapsed time
 plus the estimate fits. If the call still overruns, its answer is dropped.
+
+Fallback: whatever goes wrong with the model - its worker crashed, hung, ran out of memory or
+is restarting (``LLMUnavailable``), the call was aborted at the deadline, or it raised - the
+cheap answer stands with ``reason="fallback"`` and ``fallback_reason`` saying why
+(``worker_crash:SIGSEGV``, ``timeout``, ``oom``, ``restarting``, ``error:ValueError``). The
+model's deadline is the request's: start + budget.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import scipy.sparse as sp
 
 from frugalrec._config import JsonConfig
 from frugalrec.llm.reranker import LLMReranker
+from frugalrec.llm.runtime import LLMUnavailable
 from frugalrec.pipeline.recommend import RecommendPipeline
 
 
@@ -52,14 +59,18 @@ class CascadeAnswer:
     stage_ms: dict[str, float] = field(default_factory=dict)
     llm_prob: np.ndarray | None = None  # aligned with llm_candidates (the cheap top-K)
     llm_candidates: np.ndarray | None = None
+    fallback_reason: str | None = None  # why the model failed, with reason "fallback"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "llm_fired": self.fired,
             "route": self.reason,
             "margin": self.margin,
             "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
         }
+        if self.fallback_reason is not None:
+            out["fallback_reason"] = self.fallback_reason
+        return out
 
 
 def relative_margin(scores: np.ndarray) -> np.ndarray:
@@ -163,6 +174,10 @@ class Cascade:
             stage["total_ms"] = (time.perf_counter() - t0) * 1e3
             return cheap
 
+        def fallback(why: str) -> CascadeAnswer:
+            cheap.fallback_reason = why
+            return done("fallback")
+
         if self.reranker is None:
             return done("no_llm")
         if margin >= cfg.margin:
@@ -174,25 +189,33 @@ class Cascade:
             return done("budget")
         hist = history_order
         cand = ids[:, : self.reranker.config.candidates]
-        t2 = time.perf_counter()
-        n_tokens = self.reranker.llm.count_tokens(self.reranker.prompt(hist, cand[0][cand[0] >= 0]))
-        estimate = n_tokens * self.ms_per_token() * cfg.safety
-        stage["estimate_ms"] = estimate
-        if (t2 - t0) * 1e3 + estimate > cfg.budget_ms:
-            return done("budget")
+        # The lock comes before the first model call (counting the prompt's tokens is one,
+        # in the worker): a request that finds the LLM busy answers at once.
         if not self.lock.acquire(blocking=False):
             return done("llm_busy")
         llm = self.reranker.llm
         llm.deadline = t0 + cfg.budget_ms / 1e3 if math.isfinite(cfg.budget_ms) else None
+        t2 = time.perf_counter()
         try:
+            prompt = self.reranker.prompt(hist, cand[0][cand[0] >= 0])
+            n_tokens = llm.count_tokens(prompt)
+            estimate = n_tokens * self.ms_per_token() * cfg.safety
+            stage["estimate_ms"] = estimate
+            if (time.perf_counter() - t0) * 1e3 + estimate > cfg.budget_ms:
+                return done("budget")
+            t2 = time.perf_counter()
             new_ids, new_scores, info = self.reranker.rerank(
                 [hist], cand, scores[:, : self.reranker.config.candidates]
             )
-        except TimeoutError:  # aborted at the deadline: the cheap answer stands
+        except LLMUnavailable as exc:  # worker crashed, hung, out of memory, restarting
             stage["llm_ms"] = (time.perf_counter() - t2) * 1e3
-            return done("budget_overrun")
-        except Exception:  # the cheap answer stands whatever the model does
-            return done("llm_error")
+            return fallback(exc.reason)
+        except TimeoutError:  # aborted at the deadline (an in-process model)
+            stage["llm_ms"] = (time.perf_counter() - t2) * 1e3
+            return fallback("timeout")
+        except Exception as exc:  # the cheap answer stands whatever the model does
+            stage["llm_ms"] = (time.perf_counter() - t2) * 1e3
+            return fallback(f"error:{type(exc).__name__}")
         finally:
             llm.deadline = None
             t3 = time.perf_counter()

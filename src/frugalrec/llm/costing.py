@@ -96,7 +96,10 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     per_request = cheap_p[50] / 1e3 + float(sec.mean())
     cost["qps"] = 1.0 / per_request
     cost["qps_by_batch"] = {"1": cost["qps"], "16": 16.0 / (16 * per_request)}
-    cost["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The model runs in its worker process: its memory is the worker's peak, not ours.
+    cost["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + float(
+        info.get("worker_peak_rss_mb", 0.0)
+    )
     cost["model_bytes"]["llm"] = int(weights)
     cost["model_mb"] += weights / 2**20
     cost["offline"]["llm_load_seconds"] = load_s

@@ -259,8 +259,29 @@ class LoraGGUFLLM(TransformersGGUFLLM):
         return out
 
 
-def load_adapter_llm(name: str, adapter: str | Path, threads: int | None = None) -> LoraGGUFLLM:
-    """``--llm NAME --llm-adapter DIR``: the base GGUF with the adapter, served by torch."""
+def load_adapter_llm(
+    name: str, adapter: str | Path, threads: int | None = None, *, in_process: bool = False
+) -> Any:
+    """``--llm NAME --llm-adapter DIR``: the base GGUF with the adapter, served by torch.
+
+    Like :func:`~frugalrec.llm.runtime.load_llm`, in a worker process by default (a crash or
+    hang there is the cheap answer, not a dead caller); ``in_process=True`` loads it here.
+    """
+    if in_process:
+        return LoraGGUFLLM(name, adapter, threads)
+    from frugalrec._threads import thread_count
+    from frugalrec.llm.worker import WorkerLLM
+
+    check_adapter(adapter, name)  # a bad folder is a ValueError here, not a dead child
+    kwargs = {"name": name, "adapter": str(adapter), "threads": threads or thread_count(),
+              "in_process": True, "runtime": LoraGGUFLLM.runtime}  # fmt: skip
+    return WorkerLLM(f"{__name__}:_worker_factory", kwargs, name=name)
+
+
+def _worker_factory(
+    name: str, adapter: str, threads: int, in_process: bool, runtime: str
+) -> LoraGGUFLLM:
+    """Built in the worker process (``runtime`` only labels the worker's LLM)."""
     return LoraGGUFLLM(name, adapter, threads)
 
 

@@ -18,9 +18,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from frugalrec.llm.worker import WorkerConfig
 
 # Kept for older callers; the registry (frugalrec.llm.registry) is the list.
 MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b", "qwen2.5-1.5b")
@@ -40,6 +43,22 @@ class CallTiming:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class LLMUnavailable(Exception):
+    """The generative model could not answer: its worker crashed (``worker_crash:SIGSEGV``),
+    hung or ran past the deadline (``timeout``), ran out of memory (``oom``), or is being
+    restarted (``restarting``). Callers answer from the cheap stage."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"LLM unavailable ({reason})" + (f": {detail}" if detail else ""))
+        self.reason = reason
+        self.detail = detail
+
+
+class LLMTimeout(LLMUnavailable, TimeoutError):
+    """No answer by the call's deadline (reason ``timeout``); also a ``TimeoutError``, as an
+    in-process model's aborted call is."""
 
 
 @runtime_checkable
@@ -86,8 +105,25 @@ def load_llm(
     runtime: str = "llama-cpp",
     n_ctx: int = 2048,
     threads: int | None = None,
+    *,
+    in_process: bool = False,
+    worker: WorkerConfig | None = None,
 ) -> LLM:
-    """Load a packaged model with a runtime (``llama-cpp`` | ``transformers``)."""
+    """Load a packaged model with a runtime (``llama-cpp`` | ``transformers``).
+
+    By default the model runs in a worker process (:mod:`frugalrec.llm.worker`): a native
+    crash, a hang or an out-of-memory there raises ``LLMUnavailable`` here and the worker is
+    restarted. ``in_process=True`` loads it into this process (the worker itself does; so do
+    measurements of a runtime's own memory). ``worker``: its timeouts and memory limit.
+    """
+    if not in_process:
+        from frugalrec._threads import thread_count
+        from frugalrec.llm.worker import WorkerLLM
+
+        # The parent's thread count (FRUGALREC_THREADS, configure_threads) sizes the child.
+        kwargs = {"name": name, "runtime": runtime, "n_ctx": n_ctx,
+                  "threads": threads or thread_count(), "in_process": True}  # fmt: skip
+        return WorkerLLM(f"{__name__}:load_llm", kwargs, worker, name=name)
     if runtime == "llama-cpp":
         return LlamaCppLLM(name, n_ctx=n_ctx, threads=threads)
     if runtime == "transformers":

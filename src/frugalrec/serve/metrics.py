@@ -53,6 +53,13 @@ class ServiceMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.llm_fallbacks = Counter(
+            "frugalrec_llm_fallbacks",
+            "Requests answered from the cheap stage because the LLM failed, by reason "
+            "(worker_crash:SIGSEGV, timeout, oom, restarting, error:...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self._hits = 0
         self._lookups = 0
         self._windows: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=_WINDOW))

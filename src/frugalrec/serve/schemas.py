@@ -83,7 +83,9 @@ class QueryIn(_Input):
 class Cost(BaseModel):
     """What a request cost: per-stage milliseconds, the tier that answered ("cheap",
     "llm", ...), cache use; with the LLM tier, the cascade's ``route`` (llm, confident,
-    budget, budget_overrun, llm_busy, llm_error, no_history) and whether the LLM fired."""
+    budget, budget_overrun, llm_busy, fallback, no_history), whether the LLM fired and, for
+    ``fallback``, why the LLM failed (``fallback_reason``: worker_crash:SIGSEGV, timeout,
+    oom, restarting, error:...)."""
 
     tier: str
     pipeline: str
@@ -95,6 +97,7 @@ class Cost(BaseModel):
     within_budget: bool | None = None
     route: str | None = None
     llm_fired: bool = False
+    fallback_reason: str | None = None
 
 
 class BecauseItem(BaseModel):

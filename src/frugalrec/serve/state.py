@@ -49,7 +49,7 @@ log = logging.getLogger("frugalrec.serve")
 DEFAULT_CONFIG = PipelineConfig(model="ease", model_config={"l2": 300.0})
 # Cascade outcomes that depend on the moment (another request held the LLM, the model
 # overran or failed): the cheap answer is served but not cached, so a retry may do better.
-TRANSIENT_ROUTES = ("llm_busy", "budget_overrun", "llm_error")
+TRANSIENT_ROUTES = ("llm_busy", "budget_overrun", "llm_error", "fallback")
 
 
 def _scrubber() -> Any:
@@ -368,10 +368,11 @@ class ServiceState:
         t0: float,
         budget_ms: float | None,
         stages: dict[str, float],
-    ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+    ) -> tuple[np.ndarray, np.ndarray, str, bool, str | None]:
         """The LLM tier's cascade over the cheap candidates (int64 / float32 [n], seen and
         disliked items already removed): (ids [<= k], scores, route, whether the LLM
-        answered). Never raises for a budget: a budget that runs out keeps the cheap list."""
+        answered, why it fell back). Never raises: a budget that runs out or a failed LLM
+        worker keeps the cheap list."""
         ans = serving.cascade.route(
             ids[None, :], scores[None, :], k, order, t0,
             self.settings.llm_budget_ms if budget_ms is None else budget_ms,
@@ -380,7 +381,9 @@ class ServiceState:
             if name in ans.stage_ms:
                 stages[name] = ans.stage_ms[name]
         keep = ans.ids >= 0
-        return ans.ids[keep], ans.scores[keep], ans.reason, ans.fired
+        if ans.fallback_reason is not None:
+            self.metrics.llm_fallbacks.labels(ans.fallback_reason).inc()
+        return ans.ids[keep], ans.scores[keep], ans.reason, ans.fired, ans.fallback_reason
 
     def _cost(
         self,
@@ -392,6 +395,7 @@ class ServiceState:
         budget_ms: float | None,
         route: str | None = None,
         llm_fired: bool = False,
+        fallback_reason: str | None = None,
     ) -> dict[str, Any]:
         total = (time.perf_counter() - t0) * 1e3
         return {
@@ -405,6 +409,7 @@ class ServiceState:
             "within_budget": None if budget_ms is None else total <= budget_ms,
             "route": route,
             "llm_fired": llm_fired,
+            "fallback_reason": fallback_reason,
         }
 
     # ---- recommendations ---------------------------------------------------------------
@@ -432,6 +437,7 @@ class ServiceState:
         hist, disliked = self.history(p, serving)
         stages["history_ms"] = (time.perf_counter() - t) * 1e3
         route: str | None = None if cascade is None else "no_history"
+        why: str | None = None
         fired = False
         if len(hist) == 0:
             # Nothing personal to go on (new or forgotten user): popularity, as Recommender.score.
@@ -452,7 +458,7 @@ class ServiceState:
             ids, scores = ids[0], scores[0]
             if cascade is not None:
                 keep = (ids >= 0) & ~np.isin(ids, disliked)
-                ids, scores, route, fired = self._route(
+                ids, scores, route, fired, why = self._route(
                     serving, ids[keep], scores[keep], k, self.history_order(p, hist),
                     t0, budget_ms, stages,
                 )  # fmt: skip
@@ -464,7 +470,7 @@ class ServiceState:
         tier = "llm" if fired else self.tier
         if route not in TRANSIENT_ROUTES:
             self.results.put(key, (items, tier, route, fired), gen)
-        cost = self._cost(tier, serving, stages, t0, "miss", budget_ms, route, fired)
+        cost = self._cost(tier, serving, stages, t0, "miss", budget_ms, route, fired, why)
         return {"user_id": user_id, "items": items, "cost": cost}, tier
 
     def similar(self, item_id: str, k: int) -> dict[str, Any]:
@@ -547,10 +553,11 @@ class ServiceState:
         ids, vals = ids[0][keep], vals[0][keep]
         stages["rank_ms"] = (time.perf_counter() - t) * 1e3
         route: str | None = None if cascade is None else "no_history"
+        why: str | None = None
         fired = False
         if cascade is not None and p is not None and len(hist) and len(ids):
             # The LLM judges the constrained candidates against the user's history.
-            ids, vals, route, fired = self._route(
+            ids, vals, route, fired, why = self._route(
                 serving, ids, vals, q.k, self.history_order(p, hist), t0, q.budget_ms, stages
             )
         ids, vals = ids[: q.k], vals[: q.k]
@@ -566,7 +573,7 @@ class ServiceState:
             "user_id": q.user_id,
             "intent": intent.to_dict(),
             "items": items,
-            "cost": self._cost(tier, serving, stages, t0, "none", q.budget_ms, route, fired),
+            "cost": self._cost(tier, serving, stages, t0, "none", q.budget_ms, route, fired, why),
         }
         return payload, tier
 
