@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from frugalrec.cost import profiler as P
+from frugalrec import opcount as O
+from frugalrec.bench import profiler as P
+from frugalrec.bench.scaling import measure_retrieval_scaling
 from frugalrec.cost.ceilings import Ceilings, fraction_of_roofline, measure_ceilings
 from frugalrec.cost.hardware import (
     HardwareProfile,
@@ -31,7 +33,6 @@ from frugalrec.cost.scaling import (
     ScalingModel,
     fit_retrieval_scaling,
     fit_scaling,
-    measure_retrieval_scaling,
     stage_costs,
 )
 from frugalrec.pipeline.retrieval import ExactConfig, ExactRetriever, HNSWConfig
@@ -248,32 +249,32 @@ def test_nbytes(tmp_path: Path) -> None:
 
 
 def test_analytic_costs_known_answers() -> None:
-    d = P.dense_scoring_cost(1000, 64, batch=4)
+    d = O.dense_scoring_cost(1000, 64, batch=4)
     assert d.flops == 2 * 4 * 1000 * 64
     assert d.bytes_moved == 1000 * 64 * 4 + 4 * 64 * 4 + 4 * 1000 * 4
-    e = P.exact_topk_cost(1000, 64, 10, batch=1)
+    e = O.exact_topk_cost(1000, 64, 10, batch=1)
     assert e.bytes_moved == pytest.approx(1000 * 64 * 4 + 64 * 4 + 12 * 10)
-    ease = P.ease_scoring_cost(20, 1000)
+    ease = O.ease_scoring_cost(20, 1000)
     assert ease.flops == 2 * 20 * 1000 and ease.bytes_moved == 4 * 20 * 1000 + 4 * 1000
-    h1, h2 = P.hnsw_search_cost(10**6, 128, 16, 64), P.hnsw_search_cost(10**6, 128, 16, 64, batch=3)
+    h1, h2 = O.hnsw_search_cost(10**6, 128, 16, 64), O.hnsw_search_cost(10**6, 128, 16, 64, batch=3)
     assert h2.flops == pytest.approx(3 * h1.flops) and h1.flops > 2 * 128 * 64 * 32
-    ivf = P.ivfpq_search_cost(10**6, 128, nlist=1000, nprobe=10, m=16)
+    ivf = O.ivfpq_search_cost(10**6, 128, nlist=1000, nprobe=10, m=16)
     scanned = 10 * 1000  # nprobe * n / nlist codes
     assert ivf.bytes_moved > scanned * (16 + 8)
-    reranked = P.ivfpq_search_cost(10**6, 128, nlist=1000, nprobe=10, m=16, rerank=100)
+    reranked = O.ivfpq_search_cost(10**6, 128, nlist=1000, nprobe=10, m=16, rerank=100)
     assert reranked.bytes_moved - ivf.bytes_moved >= 100 * 128 * 4
-    assert (P.OpCount(1, 2) + P.OpCount(3, 4)) == P.OpCount(4, 6)
-    flops, moved = P.OpCount(1.0, 2.0, 0.5)  # unpacks like a pair
+    assert (O.OpCount(1, 2) + O.OpCount(3, 4)) == O.OpCount(4, 6)
+    flops, moved = O.OpCount(1.0, 2.0, 0.5)  # unpacks like a pair
     assert (flops, moved) == (1.0, 2.0)
     # the coarse centroids and PQ tables are re-read by every query: hot bytes
     assert ivf.hot_bytes == 1000 * 128 * 4 + 256 * 128 * 4
-    assert P.ivfpq_search_cost(10**6, 128, 1000, 10, 16, batch=2).hot_bytes == 2 * ivf.hot_bytes
+    assert O.ivfpq_search_cost(10**6, 128, 1000, 10, 16, batch=2).hot_bytes == 2 * ivf.hot_bytes
 
 
 def test_stage_cost_json_round_trip() -> None:
-    s = P.StageCost("exact@1k", 1e6, 2e6, [0.001, 0.002, 0.003], batch_size=16, meta={"n": 1})
+    s = O.StageCost("exact@1k", 1e6, 2e6, [0.001, 0.002, 0.003], batch_size=16, meta={"n": 1})
     assert s.kind == "exact@1k"
-    back = P.StageCost.from_json(s.to_json())
+    back = O.StageCost.from_json(s.to_json())
     assert back == s and back.p50_s == pytest.approx(0.002)
     assert s.intensity == pytest.approx(0.5)
 
@@ -291,14 +292,14 @@ def test_project_known_answer() -> None:
     )
     there = _profile("there", peak=1e12, bw_gbs=100.0)
     # memory-bound: 1 GB / (0.25 * 100 GB/s) = 0.04 s; compute 1 GFLOP / (0.5 TFLOP/s) = 2 ms
-    mem = P.StageCost("a", flops=1e9, bytes_moved=1e9, kind="scan", batch_size=8)
+    mem = O.StageCost("a", flops=1e9, bytes_moved=1e9, kind="scan", batch_size=8)
     assert project(mem, cal, there) == pytest.approx(1e-3 + 0.04)
     assert project_throughput(mem, cal, there) == pytest.approx(8 / 0.041)
     # compute-bound at fp16: 1 TFLOP / (0.5 * 2 TFLOP/s) = 1 s
-    comp = P.StageCost("b", flops=1e12, bytes_moved=1e6, kind="scan", dtype="fp16")
+    comp = O.StageCost("b", flops=1e12, bytes_moved=1e6, kind="scan", dtype="fp16")
     assert project(comp, cal, there) == pytest.approx(1e-3 + 1.0)
     with pytest.raises(KeyError):
-        project(P.StageCost("c", 1, 1, kind="other"), cal, there)
+        project(O.StageCost("c", 1, 1, kind="other"), cal, there)
     assert Calibration.from_json(cal.to_json()) == cal
 
 
@@ -316,9 +317,9 @@ def test_cache_aware_memory_time_known_answer() -> None:
     # hot bytes always from cache, the rest by the working-set rule
     assert p.memory_seconds(1e9, 0, hot_bytes=4e8) == pytest.approx(4e8 / 1e12 + 6e8 / 1e11)
     cal = Calibration("c", 0.5, {"*": KindCalibration(0.0, 1.0, 0.5)})
-    st = P.StageCost("s", flops=1.0, bytes_moved=1e9, working_set_bytes=2**19)
+    st = O.StageCost("s", flops=1.0, bytes_moved=1e9, working_set_bytes=2**19)
     assert project(st, cal, p) == pytest.approx(2e-3)
-    hot = P.StageCost("h", flops=1.0, bytes_moved=1e9, hot_bytes=1e9, working_set_bytes=2**30)
+    hot = O.StageCost("h", flops=1.0, bytes_moved=1e9, hot_bytes=1e9, working_set_bytes=2**30)
     assert project(hot, cal, p) == pytest.approx(2e-3)
 
 
@@ -350,7 +351,7 @@ def _synthetic_records(here: HardwareProfile, o: float, ec: float, em: float, rn
     ):
         t = o + max(flops / (ec * here.peak()), moved / (em * here.bandwidth))
         noisy = t * np.exp(rng.normal(0, 0.02, size=50))
-        recs.append(P.StageCost(f"r{i}", flops, moved, list(noisy), kind="scan"))
+        recs.append(O.StageCost(f"r{i}", flops, moved, list(noisy), kind="scan"))
     return recs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frugalrec.cost.device_bench import (
+from frugalrec.bench.device import (
     MINILM,
     compare,
     encoder_cost,
@@ -13,7 +13,7 @@ from frugalrec.cost.device_bench import (
     llm_prefill_cost,
 )
 from frugalrec.cost.hardware import HardwareProfile
-from frugalrec.cost.profiler import StageCost
+from frugalrec.opcount import StageCost
 
 
 def _profile(name: str, fp32_tflops: float, bw_gbs: float) -> HardwareProfile:
@@ -121,7 +121,7 @@ def test_project_is_launch_bound_or_roofline_bound_whichever_is_slower() -> None
 
 
 def test_fit_launch_model_recovers_known_figures() -> None:
-    from frugalrec.cost.device_bench import fit_launch_model
+    from frugalrec.bench.device import fit_launch_model
     from frugalrec.cost.roofline import Calibration, KindCalibration, project
 
     cal = Calibration(profile="local", quantile=0.5,
@@ -152,7 +152,7 @@ def test_count_launches_counts_kernels_not_views_and_ignores_shapes() -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    from frugalrec.cost.device_bench import count_launches
+    from frugalrec.bench.device import count_launches
 
     a, b = torch.randn(3, 4), torch.randn(5, 4)
     assert count_launches(lambda: a @ b.T) == 1  # the transpose is a view
@@ -197,7 +197,7 @@ def test_compare_reports_a_held_out_launch_model() -> None:
 
 
 def test_decoder_launches_depend_on_depth_not_width() -> None:
-    from frugalrec.cost.device_bench import SMOLLM2_135M, decoder_launches, reference_launches
+    from frugalrec.bench.device import SMOLLM2_135M, decoder_launches, reference_launches
 
     two, four = decoder_launches(2), decoder_launches(4)
     per_layer = (four - two) // 2
@@ -210,7 +210,7 @@ def test_decoder_launches_depend_on_depth_not_width() -> None:
 
 
 def test_launch_probe_measures_a_per_op_dispatch_cost_on_the_cpu() -> None:
-    from frugalrec.cost.device_bench import launch_probe
+    from frugalrec.bench.device import launch_probe
 
     probe = launch_probe("cpu", n=200, repeats=3)
     # A one-element op dispatched from Python costs microseconds, not nanoseconds or ms.

@@ -376,7 +376,7 @@ def test_real_smollm2_reranks_one_list(ml100k):
 
 
 def test_bench_llm_configs_are_opt_in_and_valid():
-    from frugalrec.cost.bench import default_grid
+    from frugalrec.bench.configs import default_grid
     from frugalrec.pipeline.config import PipelineConfig
 
     assert all(c.reranker == "none" for c in default_grid(True))

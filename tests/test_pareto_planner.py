@@ -459,3 +459,27 @@ def test_plan_says_when_a_projection_is_launch_bound() -> None:
         CostRecord.from_dict(
             _raw("x", 0.3, 3.0, 1, 1, projections={"big": {**proj, "launch_bound_share": "most"}})
         )
+
+
+def test_planner_sizes_machines_from_service_capacity_when_calibrated() -> None:
+    """With a calibrated serving overhead the bench records ``service_qps`` (scoring plus the
+    HTTP service); machines are sized from it, not from the scorer's batch throughput."""
+    from frugalrec.bench.service import scoring_seconds, service_qps
+    from frugalrec.cost.hardware import load_profiles
+    from frugalrec.cost.planner import qps_per_machine
+
+    raw = _raw("ease", 0.3, 4.0, 20_000, 800)
+    raw["cost"]["qps_by_batch"] = {"1": 2000.0}
+    assert scoring_seconds(raw["cost"]) == pytest.approx(5e-4)
+    raw["cost"]["service_qps"] = service_qps(1.5e-3, scoring_seconds(raw["cost"]))
+    assert raw["cost"]["service_qps"] == pytest.approx(500.0)
+    rec = CostRecord.from_dict(raw)
+    assert qps_per_machine(rec.cost) == pytest.approx(500.0)
+    assert qps_per_machine(_rec("x", 0.3, 4.0, 20_000, 800).cost) == 20_000
+    profiles = load_profiles(measure_local=False)
+    hw = next(h for h in profiles if h != "local")
+    raw["hardware"] = hw
+    out = plan([CostRecord.from_dict(raw)], [hw], profiles, qps=1200)
+    entry = out["hardware"][hw]
+    assert entry["machines"] == 3 and entry["qps_basis"] == "service"
+    assert "*" not in format_plan_table(out).split("\n")[2]

@@ -37,8 +37,16 @@ def test_ann_pipeline_matches_exact_on_small_data(blocks) -> None:  # type: igno
     assert (a == b).mean() >= 0.9
     dense = X.toarray()
     assert not any(dense[u, b[u][b[u] >= 0]].any() for u in range(X.shape[0])), "seen items"
-    assert set(exact.stage_seconds) == {"score", "topk"}
+    # A dot-product model serves retrieval="exact" through the ExactRetriever (the code the
+    # exact scaling curve measures); its answer equals scoring every item and taking top_k.
+    assert set(exact.stage_seconds) == {"user_vector", "retrieve"}
+    ref, _ = model.recommend_history(X, k=3)
+    assert (a == ref).mean() >= 0.95
     assert set(ann.stage_seconds) == {"user_vector", "retrieve"}
+    ease = model_class("ease")(l2=10.0).fit(X)
+    scored = RecommendPipeline(PipelineConfig(model="ease"), ease).build()
+    scored.recommend(X, k=3)
+    assert set(scored.stage_seconds) == {"score", "topk"}
 
 
 def test_ann_needs_a_dot_product_model(blocks) -> None:  # type: ignore[no-untyped-def]
@@ -77,11 +85,12 @@ def test_bench_and_plan_end_to_end(tmp_path, capsys) -> None:  # type: ignore[no
         assert {"p50_ms", "p95_ms", "p99_ms", "qps", "peak_rss_mb", "model_mb", "build_seconds",
                 "flops_per_request", "usd_per_million_requests"} <= set(r["cost"])  # fmt: skip
         assert r["hardware"] == "local" and "h100" in r["projections"]
-        assert r["cost"]["p50_ms"] <= r["cost"]["p99_ms"]
+        for block in (r["cost"], *r["projections"].values()):
+            assert block["p50_ms"] <= block.get("p95_ms", block["p50_ms"]) <= block["p99_ms"]
     ease = records[1]["quality"]["ndcg@10"]
     assert ease > 0.3 > records[0]["quality"]["ndcg@10"]
     html = (out / "report.html").read_text()
-    assert "<svg" in html and "ease" in html
+    assert 'id="chart-memory"' in html and "ease" in html
     capsys.readouterr()
     assert main(["plan", "--bench", str(out / "bench.json"), "--hardware", "local,t4",
                  "--min-ndcg", "0.3", "--json"]) == 0  # fmt: skip

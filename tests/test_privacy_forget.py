@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from frugalrec.models.ease import EASERecommender
 from frugalrec.models.itemknn import ItemKNNRecommender
 from frugalrec.models.pop import PopRecommender
-from frugalrec.privacy.forget import downdate_gram, forget_rows, without_users
+from frugalrec.pipeline.forget import downdate_gram, forget_rows, without_users
 from frugalrec.privacy.pseudonyms import Pseudonymiser
 
 KEY = b"k" * 32

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-ndcg", type=float)
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument(
+        "--retrain-days",
+        type=float,
+        help="fine-tuned configurations retrain every N days (training $ added to $/month)",
+    )
+    p.add_argument(
         "--verify",
         action="store_true",
         help="re-measure the configuration chosen for local and check it against --p99-ms",
@@ -56,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--scaling",
-        help="scaling.json from `python -m frugalrec.cost.scaling` (default: the curves "
+        help="scaling.json from `python -m frugalrec.bench.scaling` (default: the curves "
         "shipped with frugalrec, measured on the reference 2-core machine)",
     )
     add_source_args(p, what="data source (only for --verify: the data the bench ran on)")
@@ -91,8 +96,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from frugalrec.bench.configs import default_grid, run_bench
     from frugalrec.cli.source import source_flags, source_from_args, warn_coverage
-    from frugalrec.cost.bench import default_grid, run_bench
     from frugalrec.pipeline.config import PipelineConfig
 
     src = source_from_args(args)
@@ -135,6 +140,7 @@ def _bench(args: argparse.Namespace) -> int:
             "p99_ms": c["p99_ms"],
             "qps": round(c["qps"]),
             "rss_mb": round(c["peak_rss_mb"]),
+            "+rss_mb": round(c.get("rss_increment_mb", float("nan"))),
             "model_mb": round(c["model_mb"], 1),
             "$/1M": c["usd_per_million_requests"],
         })  # fmt: skip
@@ -175,6 +181,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         budget_usd_month=args.budget_usd_month,
         min_ndcg=args.min_ndcg,
         metric=args.metric,
+        retrain_days=args.retrain_days,
     )
     verified = None
     if args.verify:
@@ -216,7 +223,7 @@ def _resized(args: argparse.Namespace) -> list[CostRecord]:
 
 def _verify(result: dict, args: argparse.Namespace) -> dict | None:
     """Re-measure the configuration chosen for ``local`` in a fresh process."""
-    from frugalrec.cost.bench import run_config_subprocess
+    from frugalrec.bench.configs import run_config_subprocess
     from frugalrec.pipeline.config import PipelineConfig
 
     entry = result.get("hardware", {}).get("local")

@@ -18,21 +18,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "bench",
         help="texts/s, memory, size and fidelity per tier/backend",
         description="Each tier/backend runs in its own process; arguments as for "
-        "`python -m frugalrec.text.bench`.",
+        "`python -m frugalrec.bench.encoders`.",
     )
     b.add_argument("rest", nargs=argparse.REMAINDER, help="--configs, --n, --repeats, --out ...")
     b.set_defaults(func=cmd_bench)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from frugalrec.text import BACKENDS
+    from frugalrec.text import encoder_names, encoder_spec
 
-    rows = [{"tier": t, "backends": ", ".join(b)} for t, b in BACKENDS.items()]
-    print(dumps(rows, indent=2) if args.json else format_table(rows, ["tier", "backends"]))
+    rows = [encoder_spec(name).row() for name in encoder_names()]
+    cols = ["tier", "model", "backends", "dims", "size_mb", "licence"]
+    print(dumps(rows, indent=2) if args.json else format_table(rows, cols))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from frugalrec.text.bench import main
+    from frugalrec.bench.encoders import main
 
     return main(args.rest)

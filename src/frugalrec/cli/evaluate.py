@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="comma-separated multi-valued item columns appended as features (default: the "
         "category column if there is one; '' for none)",
     )
+    add_finetune_args(txt)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs"
@@ -74,6 +75,48 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="local", choices=ENGINES, help="default: local")
     g.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
     g.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs)")
+
+
+def add_finetune_args(g: argparse._ArgumentGroup) -> None:
+    """``--finetune`` / ``--finetune-epochs`` (evaluate, bench)."""
+    g.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the encoder on the split's training interactions first (cached)",
+    )
+    g.add_argument("--finetune-epochs", type=int, default=3, help="at most (valid stops early)")
+    g.add_argument(
+        "--finetune-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)"
+    )
+    g.add_argument("--finetune-lr", type=float, default=2e-5, help="AdamW learning rate")
+
+
+def finetuned_encoder_name(args: argparse.Namespace, split, attrs, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """Fine-tune ``args.encoder`` on ``split.train`` when ``--finetune`` is given; returns
+    (encoder name to load, training record or None)."""
+    if not getattr(args, "finetune", False):
+        return args.encoder, None
+    from frugalrec.evaluate.finetune import finetune_for_split
+    from frugalrec.text.finetune import FinetuneConfig
+
+    res = finetune_for_split(
+        split,
+        args.encoder,
+        attrs,
+        FinetuneConfig(
+            epochs=args.finetune_epochs,
+            max_pairs=args.finetune_pairs,
+            lr=args.finetune_lr,
+            seed=args.seed,
+        ),
+        progress=not quiet,
+    )
+    print(
+        f"fine-tuned {args.encoder} -> {res.name} ({'cached' if res.cached else 'trained'}; "
+        f"best epoch {res.record['best_epoch']}, valid ndcg@10 {res.record['valid_per_epoch']})",
+        file=sys.stderr,
+    )
+    return res.name, res.record
 
 
 def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -193,11 +236,16 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         bar.update(steps)
 
     item_vectors = None
+    finetune_record = None
     if encoder is not None:
+        from frugalrec.text.encoders import load_encoder
         from frugalrec.text.features import item_features
 
         backend = args.backend or ("static" if args.encoder == "static" else "torch")
-        bar.set_postfix_str(f"encoding items ({args.encoder}/{backend})")
+        enc_name, finetune_record = finetuned_encoder_name(args, split, attrs, args.quiet)
+        if enc_name != args.encoder:
+            encoder = load_encoder(enc_name, backend)
+        bar.set_postfix_str(f"encoding items ({enc_name}/{backend})")
         item_vectors = item_features(
             split.dataset, args.encoder, backend, attrs, encoder=engine_encoder(encoder, engine)
         )
@@ -227,6 +275,7 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
             "backend": args.backend or ("static" if args.encoder == "static" else "torch"),
             "attributes": ",".join(attrs),
             "dims": int(item_vectors.shape[1]),
+            "finetune": finetune_record,
         },
         "split": split.counts(),
         "engine": engine.info(),

@@ -138,7 +138,7 @@ def cmd_plan_scale(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no measured overhead; measure with "
-            "python -m frugalrec.engines.bench encode --overhead " + str(path) + " --out ..."
+            "python -m frugalrec.bench.engines encode --overhead " + str(path) + " --out ..."
         )
     raw = json.loads(path.read_text())
     stages = raw.get("stages", {})

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from frugalrec.cost.records import order_quantiles
 from frugalrec.cost.scaling import ScalingModel
 
 # Catalogue sizes of the built-in datasets (for bench files that predate cost.n_items).
@@ -108,10 +109,12 @@ def resize_record(
     for k in ("p50_ms", "p95_ms"):
         cost[k] = float(cost[k]) * ratios["p50" if k == "p50_ms" else "p99"]
     cost["p99_ms"] = float(cost["p99_ms"]) * ratios["p99"]
+    order_quantiles(cost)  # p50 and the tail grow by different curves
     cost["qps"] = float(cost["qps"]) / ratios["qps"]
     if cost.get("usd_per_million_requests") is not None:
         cost["usd_per_million_requests"] = float(cost["usd_per_million_requests"]) * ratios["qps"]
     cost.pop("qps_by_batch", None)  # measured at the bench size only
+    _resize_service(cost, cost.get("serving_overhead_ms"), ratios["p50"])
 
     model = str(out["config"].get("model", ""))
     size = n_items / n0
@@ -135,11 +138,13 @@ def resize_record(
         cost["build_seconds"] = sum(float(v) for v in offline.values())
 
     for proj in (out.get("projections") or {}).values():
-        for k in ("p50_ms", "p99_ms"):
+        for k in ("p50_ms", "p95_ms", "p99_ms"):
             if proj.get(k) is not None:
                 proj[k] = float(proj[k]) * ratios["p50" if k == "p50_ms" else "p99"]
+        order_quantiles(proj)
         if proj.get("qps"):
             proj["qps"] = float(proj["qps"]) / ratios["qps"]
+        _resize_service(proj, cost.get("serving_overhead_ms"), ratios["p50"])
         if proj.get("usd_per_million_requests") is not None:
             proj["usd_per_million_requests"] = (
                 float(proj["usd_per_million_requests"]) * ratios["qps"]
@@ -153,3 +158,14 @@ def resize_record(
         "note": f"cost resized with fitted scaling curves; quality as measured at {n0} items",
     }
     return out
+
+
+def _resize_service(block: dict[str, Any], overhead_ms: Any, growth: float) -> None:
+    """Resize ``service_qps`` in place: the serving overhead stays, the scoring part of a
+    request (``1 / service_qps - overhead``) grows like the batch-1 latency."""
+    svc = block.get("service_qps")
+    if not svc or overhead_ms is None:
+        return
+    overhead_s = float(overhead_ms) / 1e3
+    scoring_s = max(1.0 / float(svc) - overhead_s, 0.0)
+    block["service_qps"] = 1.0 / (overhead_s + scoring_s * growth)

@@ -18,17 +18,28 @@ from pathlib import Path
 from typing import Any
 
 # Cost fields every record must carry as numbers; the planner cannot work without them.
+REQUIRED_TRAINING = ("wall_seconds",)
+OPTIONAL_TRAINING = ("cpu_seconds", "examples", "examples_per_second", "peak_rss_mb")
 REQUIRED_COST = ("p50_ms", "p99_ms", "qps", "peak_rss_mb")
 # Cost fields that may be absent or null (e.g. no price known for the measuring machine).
 OPTIONAL_COST = (
     "p95_ms",
+    "rss_increment_mb",
+    "baseline_rss_mb",
+    "service_qps",
+    "serving_overhead_ms",
     "model_mb",
     "build_seconds",
     "flops_per_request",
     "usd_per_million_requests",
 )
 REQUIRED_PROJECTION = ("p50_ms", "p99_ms", "qps")
-OPTIONAL_PROJECTION = ("usd_per_million_requests", "launch_bound_share")
+OPTIONAL_PROJECTION = (
+    "p95_ms",
+    "service_qps",
+    "usd_per_million_requests",
+    "launch_bound_share",
+)
 # Memory is a property of the configuration, not of the machine's speed, so a projection
 # inherits these from the measurement.
 CARRIED_TO_PROJECTION = ("peak_rss_mb", "model_mb", "flops_per_request")
@@ -56,6 +67,10 @@ class CostRecord:
     cost: dict[str, Any]
     hardware: str = "local"
     projections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # One-off training of a fine-tuned configuration, measured on ``hardware`` (issue #17):
+    # wall_seconds (required in the block), cpu_seconds, examples, examples_per_second,
+    # peak_rss_mb. Empty for configurations that train nothing beyond the model fit.
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -117,12 +132,24 @@ class CostRecord:
                     raise BenchFormatError(f"{where}: {label}.qps must be > 0, got {proj['qps']}")
                 projections[str(hw)] = proj
 
+        training: dict[str, Any] = {}
+        train_in = data.get("training")
+        if train_in is not None:
+            if not isinstance(train_in, Mapping):
+                raise BenchFormatError(
+                    f"{where}: training must be an object, got {_kind(train_in)}"
+                )
+            training = _numbers(train_in, "training", REQUIRED_TRAINING, OPTIONAL_TRAINING, where)
+            if training["wall_seconds"] is None or training["wall_seconds"] < 0:
+                raise BenchFormatError(f"{where}: training.wall_seconds must be a number >= 0")
+
         return cls(
             config=dict(config),
             quality=quality,
             cost=cost,
             hardware=hardware,
             projections=projections,
+            training=training,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +162,8 @@ class CostRecord:
         }
         if self.projections:
             out["projections"] = {hw: dict(p) for hw, p in self.projections.items()}
+        if self.training:
+            out["training"] = dict(self.training)
         return out
 
 
@@ -164,6 +193,21 @@ def load_bench(path: str | os.PathLike[str]) -> list[CostRecord]:
 def dump_bench(records: Iterable[CostRecord]) -> str:
     """Serialise records as the JSON text ``load_bench`` reads."""
     return json.dumps([r.to_dict() for r in records], indent=2) + "\n"
+
+
+QUANTILE_KEYS = ("p50_ms", "p95_ms", "p99_ms")
+
+
+def order_quantiles(block: dict[str, Any]) -> dict[str, Any]:
+    """Make the latency quantiles present in ``block`` non-decreasing (p50 <= p95 <= p99), in
+    place, by a running maximum; returns ``block``. For figures derived from separately
+    scaled or fitted quantiles: a quantile below a lower one is no latency at all."""
+    floor = 0.0
+    for key in QUANTILE_KEYS:
+        if block.get(key) is not None:
+            floor = max(floor, float(block[key]))
+            block[key] = floor
+    return block
 
 
 def cost_on(record: CostRecord, hardware: str) -> dict[str, Any] | None:

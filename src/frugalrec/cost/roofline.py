@@ -6,7 +6,7 @@ Each stage is modelled as a cache-aware roofline::
                              memory_seconds(bytes, working_set, hot, streaming) / eff_memory)
 
 ``flops``, ``bytes`` and the working set come from the analytic counts in
-:mod:`frugalrec.cost.profiler`; ``peak_flops`` and ``memory_seconds`` (DRAM bandwidth, or the
+:mod:`frugalrec.opcount`; ``peak_flops`` and ``memory_seconds`` (DRAM bandwidth, or the
 cache bandwidth for the part of the working set that stays cached) from a
 :class:`~frugalrec.cost.hardware.HardwareProfile`. :func:`calibrate` fits ``overhead``,
 ``eff_compute`` and ``eff_memory`` per stage kind (and per kind and batch size) on measurements
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from frugalrec.cost.hardware import HardwareProfile
-from frugalrec.cost.profiler import StageCost
+from frugalrec.opcount import StageCost
 
 # Efficiencies above 1 are allowed: an analytic byte count can overstate real traffic.
 _EFF_COARSE = np.logspace(-5, math.log10(8.0), 61)
@@ -323,6 +323,34 @@ def roofline_seconds(stage_cost: StageCost, k: KindCalibration, profile: Hardwar
     mem_s = _memory_seconds(profile, stage_cost)
     flops_s = stage_cost.flops / (k.eff_compute * profile.peak(stage_cost.dtype))
     return max(flops_s, mem_s / k.eff_memory)
+
+
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def project_latency(
+    stages: Sequence[StageCost],
+    calibrations: Mapping[float, Calibration],
+    profile: HardwareProfile,
+) -> dict[str, Any]:
+    """Projected ``p50_ms``/``p95_ms``/``p99_ms`` of a request made of ``stages`` (batch-1
+    calls, summed) on ``profile``, each quantile from the calibration fitted at it, plus
+    ``launch_bound_ms`` (the p50 share at the host's launch rate).
+
+    Each quantile has its own fit, and two fits can cross (a p99 fit that found the stages
+    cheaper than the p50 fit did): a quantile is never below the one under it, so the
+    projection keeps p50 <= p95 <= p99 by construction (a running maximum).
+    """
+    out: dict[str, Any] = {}
+    floor = 0.0
+    for q in sorted(calibrations):
+        parts = [project_with_bound(s, calibrations[q], profile) for s in stages]
+        ms = sum(t for t, _ in parts) * 1e3
+        if q == 0.5:
+            out["launch_bound_ms"] = sum(t for t, bound in parts if bound) * 1e3
+        floor = max(floor, ms)
+        out[f"p{round(q * 100)}_ms"] = floor
+    return out
 
 
 def project_throughput(

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from frugalrec.engines.base import Engine
-from frugalrec.models.base import _CHUNK_USERS, Recommender
+from frugalrec.models.base import CHUNK_USERS, Recommender
 
 # One thread per actor: the env is inherited by worker processes before numpy loads there.
 WORKER_ENV = {
@@ -295,7 +295,7 @@ class RayEngine(Engine):
         with tempfile.TemporaryDirectory(prefix="frugalrec-model-") as tmp:
             model.save(tmp)
             files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
-        size = _shard_size(n, _CHUNK_USERS, self.workers)
+        size = _shard_size(n, CHUNK_USERS, self.workers)
         pos = np.arange(n)
         frames = [
             pd.DataFrame({"pos": pos[s : s + size], "user": users[s : s + size]})

@@ -4,7 +4,7 @@ paid for once.
 
 The descriptions become an extra ``description`` column, which ``text.item_texts`` appends to
 the item text that every encoder tier embeds. Whether that helps cold items is an empirical
-question (``frugalrec.llm.bench``); a small model can also write plausible nonsense, which
+question (``frugalrec.bench.llm``); a small model can also write plausible nonsense, which
 is why enrichment only ever feeds a scorer, never a user-facing claim.
 """
 

@@ -24,7 +24,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
-from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.models.base import Recommender, RecommenderConfig, top_k
 from frugalrec.models.recency import RecencyOptions, RecencyWeighted
 
 _BLOCK = 2048
@@ -155,7 +155,7 @@ class RP3BetaRecommender(_ItemItemModel):
             stop = min(n, start + _BLOCK)
             block = np.asarray((P_iu[start:stop] @ P_ui).toarray()) * col_scale[None, :]
             block[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            top = top_k(block.astype(np.float32), k)[0]
             rows.append(np.repeat(np.arange(start, stop), k))
             cols.append(top.ravel())
             vals.append(np.take_along_axis(block, top, axis=1).ravel())

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
-from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.models.base import Recommender, RecommenderConfig, top_k
 from frugalrec.models.recency import RecencyOptions, RecencyWeighted
 from frugalrec.privacy.dp import DPOptions, private_gram
 
@@ -63,7 +63,8 @@ class ItemKNNRecommender(RecencyWeighted, Recommender):
             sim = co / (left[:, None] * right[None, start:stop] + cfg.shrink + 1e-12)
             sim[np.arange(start, stop), np.arange(stop - start)] = 0.0
             if k < n_items:
-                top = np.argpartition(-sim, k - 1, axis=0)[:k]
+                # neighbours of each column item, under the one tie policy
+                top = top_k(np.ascontiguousarray(sim.T, dtype=np.float32), k)[0].T
             else:
                 top = np.tile(np.arange(n_items)[:, None], (1, stop - start))
             v = np.take_along_axis(sim, top, axis=0)

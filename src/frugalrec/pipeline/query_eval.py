@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from frugalrec.data.dataset import domain_noun
+from frugalrec.models.base import top_k
 from frugalrec.pipeline.query import (
     QueryIntent,
     catalogue_categories,
@@ -81,8 +82,8 @@ def query_set(items: pd.DataFrame, min_relevant: int = 5) -> list[tuple[str, np.
 
 def ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
     """NDCG@k of one score vector against a set of relevant indices (binary)."""
-    top = np.argsort(-scores, kind="stable")[:k]
-    top = top[np.isfinite(scores[top])]
+    top, vals = top_k(np.asarray(scores, dtype=np.float32)[None, :], k)
+    top = top[0][np.isfinite(vals[0])]
     hits = np.isin(top, relevant).astype(np.float64)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     idcg = disc[: min(len(relevant), k)].sum()

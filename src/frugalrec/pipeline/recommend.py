@@ -20,9 +20,12 @@ from frugalrec.pipeline.config import PipelineConfig
 class RecommendPipeline:
     """A fitted model plus its retrieval structure, answering batches of histories.
 
-    ``retrieval="exact"`` scores every item with the model (``fold_in``) and selects the
-    top K; ``hnsw``/``ivfpq`` need a dot-product model (``user_vectors``/``item_matrix``)
-    and search an index instead. Seen items are always excluded.
+    ``retrieval="exact"`` with a dot-product model (``user_vectors``/``item_matrix``)
+    searches an :class:`~frugalrec.pipeline.retrieval.ExactRetriever`: the code the exact
+    scaling curves measure, so what the planner extrapolates is what serves. Other models
+    score every item (``fold_in``) and select with :func:`~frugalrec.models.base.top_k`;
+    ``hnsw``/``ivfpq`` need a dot-product model and search an index. Seen items are always
+    excluded; every path applies the same tie policy.
     """
 
     def __init__(self, config: PipelineConfig, model: Recommender) -> None:
@@ -32,10 +35,11 @@ class RecommendPipeline:
         self.stage_seconds: dict[str, list[float]] = defaultdict(list)
 
     def build(self) -> RecommendPipeline:
-        """Build the ANN index when the config asks for one. Returns ``self``."""
-        if self.config.retrieval == "exact":
-            return self
+        """Build the retrieval index (exact or ANN) when the model has a dot-product view.
+        Returns ``self``."""
         items = self.model.item_matrix()
+        if self.config.retrieval == "exact" and items is None:
+            return self
         if items is None:
             raise ValueError(
                 f"retrieval {self.config.retrieval!r} needs a dot-product model; "

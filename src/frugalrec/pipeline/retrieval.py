@@ -6,7 +6,8 @@ Every retriever follows one contract::
     ids, scores = r.search(query_vectors, k=10, exclude=seen)  # int64 [q, k], float32 [q, k]
 
 Vectors are expected L2-normalised, so inner product is cosine similarity. Results are sorted
-by descending score, ties broken by ascending id; rows with fewer than ``k`` hits (``k`` larger
+by descending score, ties broken by the fixed tie order of
+:func:`frugalrec.models.base.top_k`; rows with fewer than ``k`` hits (``k`` larger
 than the catalogue, or everything excluded) are padded with id ``-1`` and score ``-inf``.
 ``exclude`` is a scipy sparse ``[q, n_items]`` matrix whose stored entries are excluded, or a
 sequence of ``q`` integer arrays of item ids.
@@ -32,13 +33,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from frugalrec._threads import thread_count
-from frugalrec.cost.profiler import (
-    OpCount,
-    exact_topk_cost,
-    faiss_index_bytes,
-    hnsw_search_cost,
-    ivfpq_search_cost,
-)
+from frugalrec.models.base import top_k
+from frugalrec.opcount import OpCount, exact_topk_cost, hnsw_search_cost, ivfpq_search_cost
 
 _C = TypeVar("_C", bound="RetrieverConfig")
 
@@ -181,15 +177,9 @@ def _exclusion_pairs(exclude: Any, n_queries: int, n_items: int) -> tuple[np.nda
 
 
 def _sort_rows(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` of each row by (score desc, id asc); pads to ``k`` with (-1, -inf)."""
-    m = ids.shape[1]
-    if m > k:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        ids = np.take_along_axis(ids, part, axis=1)
-        scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((ids, -scores), axis=-1)
-    ids = np.take_along_axis(ids, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
+    """Top ``k`` of each row through :func:`~frugalrec.models.base.top_k` (its tie policy);
+    pads to ``k`` with (-1, -inf) and marks non-finite or padded hits as (-1, -inf)."""
+    ids, scores = top_k(scores, k, ids)
     invalid = ~np.isfinite(scores) | (ids < 0)
     ids = np.where(invalid, -1, ids)
     scores = np.where(invalid, -np.inf, scores).astype(np.float32)
@@ -350,7 +340,8 @@ class ExactRetriever(Retriever):
     max above the k-th score, and at most ``k`` groups can do that). So a cheap SIMD max over
     groups plus a tiny ``argpartition`` replaces an ``argpartition`` over every score.
     RAM traffic is the item matrix once per call: at batch 1 this is a bandwidth-bound GEMV.
-    Exactly equal scores tied at the k-th place may resolve to any of the tied items.
+    Every selection goes through :func:`~frugalrec.models.base.top_k`, so ties resolve by its
+    policy and the top-10 is the prefix of the top-20.
     """
 
     config: ExactConfig
@@ -426,18 +417,21 @@ class ExactRetriever(Retriever):
             sc[cols[lo:hi] - s] = -np.inf
         b = e - s
         g = self._GROUP
-        if b <= k:
-            return np.arange(s, e, dtype=np.int64), sc
-        if b % g or k * g >= b:
-            part = np.argpartition(sc, b - k)[b - k :]
-            return part.astype(np.int64) + s, sc[part]
+        if b <= k or b % g or k * g >= b:
+            ids, vals = top_k(sc[None, :], k, np.arange(s, e, dtype=np.int64))
+            return ids[0], vals[0]
         width = b // g
         grouped = sc.reshape(g, width)
-        top_groups = np.argpartition(grouped.max(axis=0), width - k)[width - k :]
+        gmax = grouped.max(axis=0)
+        # Every group that holds a top-k item has a max >= the k-th largest group max (else
+        # k groups would each hold an item above it); ">=" keeps groups tied at that max, so
+        # the filter is exact under ties too.
+        kth = np.partition(gmax, width - k)[width - k]
+        top_groups = np.flatnonzero(gmax >= kth)
         cand = grouped[:, top_groups].ravel()
-        cand_ids = (np.arange(g, dtype=np.int64)[:, None] * width + top_groups).ravel()
-        part = np.argpartition(cand, cand.size - k)[cand.size - k :]
-        return cand_ids[part] + s, cand[part]
+        cand_ids = (np.arange(g, dtype=np.int64)[:, None] * width + top_groups).ravel() + s
+        ids, vals = top_k(cand[None, :], k, cand_ids)
+        return ids[0], vals[0]
 
     def _block_topk(
         self,
@@ -457,25 +451,23 @@ class ExactRetriever(Retriever):
                 sc[rows[lo:hi], cols[lo:hi] - s] = -np.inf
         b = e - s
         g = self._GROUP
-        if b <= k:
-            return np.broadcast_to(np.arange(s, e, dtype=np.int64), (nq, b)).copy(), sc
-        if b % g or k * g >= b:
-            part = np.argpartition(sc, b - k, axis=1)[:, b - k :]
-            return part.astype(np.int64) + s, np.take_along_axis(sc, part, axis=1)
+        block_ids = np.arange(s, e, dtype=np.int64)
+        if b <= k or b % g or k * g >= b:
+            return top_k(sc, k, block_ids)
         width = b // g
         # Strided groups: item j is in group j % width, so the max is a SIMD-friendly
         # elementwise max over g rows of length `width`.
         grouped = sc.reshape(nq, g, width)
         gmax = grouped.max(axis=1)  # [nq, width]
         top_groups = np.argpartition(gmax, width - k, axis=1)[:, width - k :]  # [nq, k]
+        kth = np.take_along_axis(gmax, top_groups, axis=1).min(axis=1, keepdims=True)
+        if ((gmax >= kth).sum(axis=1) > k).any():
+            # A group max tied at the k-th place: the k groups argpartition kept may miss an
+            # item the tie policy prefers, so select over the whole block.
+            return top_k(sc, k, block_ids)
         cand = np.take_along_axis(grouped, top_groups[:, None, :], axis=2)  # [nq, g, k]
         cand_ids = np.arange(g, dtype=np.int64)[None, :, None] * width + top_groups[:, None, :]
-        cand = cand.reshape(nq, g * k)
-        cand_ids = cand_ids.reshape(nq, g * k)
-        part = np.argpartition(cand, g * k - k, axis=1)[:, g * k - k :]
-        return np.take_along_axis(cand_ids, part, axis=1) + s, np.take_along_axis(
-            cand, part, axis=1
-        )
+        return top_k(cand.reshape(nq, g * k), k, cand_ids.reshape(nq, g * k) + s)
 
     def _save_data(self, out: Path) -> None:
         np.save(out / "vectors.npy", self._require("vectors_"))
@@ -737,6 +729,38 @@ _RETRIEVERS: dict[str, type[Retriever]] = {
     "hnsw": HNSWRetriever,
     "ivfpq": IVFPQRetriever,
 }
+
+
+def faiss_index_bytes(index: Any) -> int:
+    """Bytes a faiss index holds: codes, graph links, inverted lists, quantisers.
+
+    Walks the common index types directly (serialising a 1 GB index just to measure it would
+    double peak memory); unknown types fall back to the size of their serialisation.
+    """
+    import faiss
+
+    index = faiss.downcast_index(index)
+    h: Any
+    if isinstance(index, faiss.IndexHNSW):
+        h = index.hnsw  # the stubs lack the graph vectors; they exist at runtime
+        graph = h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4
+        return int(graph + faiss_index_bytes(index.storage))
+    if isinstance(index, faiss.IndexFlatCodes):
+        return int(index.codes.size())
+    if isinstance(index, faiss.IndexIVF):
+        invlists: Any = index.invlists
+        total = 0
+        for i in range(index.nlist):
+            # ids are int64 per entry beside each code
+            total += invlists.list_size(i) * (invlists.code_size + 8)
+        total += faiss_index_bytes(index.quantizer)
+        if isinstance(index, faiss.IndexIVFPQ):
+            total += index.pq.centroids.size() * 4
+            total += getattr(index, "precomputed_table").size() * 4  # noqa: B009 (not in stubs)
+        return int(total)
+    if isinstance(index, faiss.IndexRefine):
+        return int(faiss_index_bytes(index.base_index) + faiss_index_bytes(index.refine_index))
+    return int(faiss.serialize_index(index).size)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

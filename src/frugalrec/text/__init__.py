@@ -12,16 +12,20 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from frugalrec.text.bench import benchmark_encoders
 from frugalrec.text.cache import EmbeddingCache
 from frugalrec.text.encoders import (
     BACKENDS,
     INT8_RECIPES,
     TIERS,
+    EncoderSpec,
     LowFidelityWarning,
     ModelPackageMissingError,
     TextEncoder,
+    encoder_names,
+    encoder_spec,
     load_encoder,
+    register_encoder,
+    register_local_encoder,
 )
 from frugalrec.text.items import item_texts
 
@@ -30,10 +34,14 @@ __all__ = [
     "INT8_RECIPES",
     "TIERS",
     "EmbeddingCache",
+    "EncoderSpec",
     "LowFidelityWarning",
     "ModelPackageMissingError",
     "TextEncoder",
-    "benchmark_encoders",
+    "encoder_names",
+    "encoder_spec",
     "item_texts",
     "load_encoder",
+    "register_encoder",
+    "register_local_encoder",
 ]

@@ -1,6 +1,9 @@
 """``frugalrec bench``: quality and cost of every configuration, side by side.
 
-Each configuration runs in its own subprocess so that its peak RSS is its own. Quality comes
+Each configuration runs in a fresh interpreter that imports only what it needs, so that its
+memory is its own: the process peak (``VmHWM``), its increment over an empty worker (the same
+harness imports and data, no model: :func:`measure_baseline`), and the model/index/encoder
+bytes. Quality comes
 from the evaluation protocols (``random`` test NDCG@10/Recall@10 through the configured
 retrieval, ``cold-item`` NDCG@10 with exact scoring); cost from the profiler (per-stage
 latency at batch 1, throughput at batch 1/16/256, memory, analytic FLOPs and bytes). The
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,7 @@ def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
             ),
         ]
     if llm:
-        from frugalrec.llm.costing import llm_grid
+        from frugalrec.bench.llm_configs import llm_grid
 
         grid += llm_grid(ks=(10,) if quick else (5, 10, 20))
     return grid
@@ -68,6 +70,7 @@ def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
 def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
     """Quality and cost of one configuration (run in a fresh process for honest RSS)."""
     from frugalrec._threads import configure_threads
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
     from frugalrec.data.sources import load_dataset
     from frugalrec.data.splits import make_split
     from frugalrec.evaluate.metrics import per_user_metrics
@@ -78,7 +81,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     configure_threads()
     config.validate()
     if config.reranker != "none":  # the LLM tier measures its own stage on top of the cheap one
-        from frugalrec.llm.costing import measure_llm_config
+        from frugalrec.bench.llm_configs import measure_llm_config
 
         return measure_llm_config(config, dataset, quick)
     ds = load_dataset(dataset)
@@ -128,7 +131,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     stages = _stage_costs(pipe, online, hist_len, config.k)
     model_bytes = learned_bytes(model)
     index_bytes = int(pipe.retriever.memory_bytes()) if pipe.retriever is not None else 0
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak_rss = process_peak_rss_bytes()
     bs = config.batch_size if config.batch_size in online["batches"] else 16
     cost = {
         "p50_ms": online["latency"]["p50_ms"],
@@ -137,6 +140,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
         "qps": online["batches"][bs]["items_per_s"],
         "qps_by_batch": {str(b): v["items_per_s"] for b, v in online["batches"].items()},
         "peak_rss_mb": peak_rss / 2**20,
+        "heavy_modules": heavy_modules_loaded(),
         "n_items": int(model.n_items_),
         "model_mb": (model_bytes + index_bytes + encoder_bytes) / 2**20,
         "model_bytes": {"model": model_bytes, "index": index_bytes, "encoder": encoder_bytes},
@@ -153,7 +157,7 @@ def learned_bytes(model: Any) -> int:
     """Bytes of a fitted model's learned state (attributes ending in ``_``, the training
     history excluded), descending into sub-models (the hybrid holds EASE and a text model:
     counting only its own arrays reported 7 kB for 11 MB of weights)."""
-    from frugalrec.cost.profiler import nbytes
+    from frugalrec.bench.profiler import nbytes
     from frugalrec.models.base import Recommender
 
     total = 0
@@ -210,7 +214,7 @@ def _encode_catalogue(
 
 
 def _measure_online(pipe: Any, H: Any, quick: bool) -> dict[str, Any]:
-    from frugalrec.cost.profiler import measure_online
+    from frugalrec.bench.profiler import measure_online
 
     n = H.shape[0]
     idx = np.arange(n)
@@ -256,7 +260,7 @@ def scoring_kind(model_name: str) -> str:
 
 def _stage_costs(pipe: Any, online: dict[str, Any], hist_len: float, k: int) -> list[dict]:
     """Per-stage analytic work + measured samples at batch 1 and 16 (for the roofline)."""
-    from frugalrec.cost.profiler import topk_cost
+    from frugalrec.opcount import topk_cost
 
     n_items = pipe.model.n_items_
     out = []
@@ -295,7 +299,30 @@ def _stage_costs(pipe: Any, online: dict[str, Any], hist_len: float, k: int) -> 
     return out
 
 
+def measure_baseline(dataset: str) -> dict[str, Any]:
+    """The empty worker: the harness imports of :func:`measure_config` and the dataset with its
+    split, no model, no encoder (run in a fresh process). A configuration's increment is its
+    peak minus this one's."""
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
+    from frugalrec.data.sources import load_dataset
+    from frugalrec.data.splits import make_split
+    from frugalrec.evaluate.metrics import per_user_metrics  # noqa: F401 - harness import
+    from frugalrec.evaluate.protocol import evaluate_model  # noqa: F401 - harness import
+    from frugalrec.models.registry import model_class  # noqa: F401 - harness import
+    from frugalrec.pipeline.recommend import RecommendPipeline  # noqa: F401 - harness import
+
+    split = make_split(load_dataset(dataset), "random")
+    del split
+    return {
+        "peak_rss_mb": process_peak_rss_bytes() / 2**20,
+        "heavy_modules": heavy_modules_loaded(),
+    }
+
+
 def _worker_main(argv: list[str]) -> int:
+    if argv[0] == "--baseline":
+        Path(argv[1]).write_text(json.dumps(measure_baseline(argv[2])))
+        return 0
     cfg_path, out_path, dataset, quick = argv[0], argv[1], argv[2], argv[3] == "1"
     config = PipelineConfig.from_json(Path(cfg_path).read_text())
     result = measure_config(config, dataset, quick)
@@ -315,7 +342,7 @@ def run_config_subprocess(
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path, out_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
         cfg_path.write_text(config.to_json())
-        cmd = [sys.executable, "-m", "frugalrec.cost.bench", str(cfg_path), str(out_path),
+        cmd = [sys.executable, "-m", "frugalrec.bench.configs", str(cfg_path), str(out_path),
                dataset, "1" if quick else "0"]  # fmt: skip
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
@@ -326,6 +353,35 @@ def run_config_subprocess(
         return json.loads(out_path.read_text())
 
 
+def run_baseline_subprocess(dataset: str, timeout_s: float = 300) -> dict[str, Any]:
+    """:func:`measure_baseline` in a fresh interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "baseline.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "frugalrec.bench.configs",
+            "--baseline",
+            str(out_path),
+            dataset,
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
+        )
+        if proc.returncode != 0 or not out_path.exists():
+            tail = proc.stderr.strip().splitlines()[-5:]
+            raise RuntimeError("baseline worker failed: " + " | ".join(tail))
+        return json.loads(out_path.read_text())
+
+
+def add_increment(cost: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Set ``rss_increment_mb`` (peak over the empty worker's peak, floored at 0) and
+    ``baseline_rss_mb`` on a measured cost block, in place; returns it."""
+    cost["baseline_rss_mb"] = float(baseline["peak_rss_mb"])
+    cost["rss_increment_mb"] = max(0.0, float(cost["peak_rss_mb"]) - cost["baseline_rss_mb"])
+    return cost
+
+
 def project_records(
     results: list[dict[str, Any]], profiles: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -333,8 +389,8 @@ def project_records(
 
     Returns (projections per config name, projection-error report on held-out configs).
     """
-    from frugalrec.cost.profiler import StageCost
-    from frugalrec.cost.roofline import calibrate, project, project_with_bound
+    from frugalrec.cost.roofline import QUANTILES, calibrate, project, project_latency
+    from frugalrec.opcount import StageCost
 
     local = profiles["local"]
 
@@ -345,8 +401,8 @@ def project_records(
                 for s in r["cost"]["stages"]]  # fmt: skip
 
     all_stages = [s for r in results for s in stage_objs(r)]
-    cal = calibrate(all_stages, local, quantile=0.99)
-    cal50 = calibrate(all_stages, local, quantile=0.5)
+    cals = {q: calibrate(all_stages, local, quantile=q) for q in QUANTILES}
+    cal, cal50 = cals[0.99], cals[0.5]
     projections: dict[str, Any] = {}
     for r in results:
         st = stage_objs(r)
@@ -356,18 +412,16 @@ def project_records(
         for name, prof in profiles.items():
             if name == "local":
                 continue
-            p99 = sum(project(s, cal, prof) for s in one) * 1e3
-            p50_parts = [project_with_bound(s, cal50, prof) for s in one]
-            p50 = sum(t for t, _ in p50_parts) * 1e3
+            lat = project_latency(one, cals, prof)
             t16 = sum(project(s, cal50, prof) for s in many)
             qps = 16.0 / t16 if t16 > 0 else float("nan")
             usd = prof.usd_per_hour / (qps * 3600.0) * 1e6 if qps > 0 else None
-            per[name] = {"p50_ms": p50, "p99_ms": p99, "qps": qps, "usd_per_million_requests": usd}
+            per[name] = {k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")}
+            per[name].update(qps=qps, usd_per_million_requests=usd)
             # The share of the p50 spent launching kernels one by one from the host: what a
             # CUDA-graph or batched runtime would remove (the planner says so).
-            bound = sum(t for t, launch_bound in p50_parts if launch_bound)
-            if bound > 0:
-                per[name]["launch_bound_share"] = bound * 1e3 / p50
+            if lat["launch_bound_ms"] > 0:
+                per[name]["launch_bound_share"] = lat["launch_bound_ms"] / lat["p50_ms"]
         projections[r["config"]["name"]] = per
     error = _projection_error(results, stage_objs, local)
     error["calibration"] = cal.to_dict()
@@ -377,8 +431,10 @@ def project_records(
 def _projection_error(
     results: list[dict[str, Any]], stage_objs: Callable[[dict[str, Any]], list[Any]], local: Any
 ) -> dict[str, Any]:
-    """Calibrate on every other configuration, project the rest's total p99 on local."""
+    """Calibrate on every other configuration, project the rest's total p99 on local; next
+    to it the naive constant (the calibration half's median p99) on the same held-out half."""
     from frugalrec.cost.roofline import calibrate, project
+    from frugalrec.cost.skill import naive_constant, skill_summary
 
     order = sorted(results, key=lambda r: r["cost"]["p99_ms"])
     halves = (order[0::2], order[1::2])
@@ -387,6 +443,7 @@ def _projection_error(
         if not train or not test:
             continue
         cal = calibrate([s for r in train for s in stage_objs(r)], local, quantile=0.99)
+        constant = naive_constant([r["cost"]["p99_ms"] for r in train])
         for r in test:
             # Only kinds seen in calibration are checked: an unseen kind falls back to the
             # all-kinds fit, which is reported separately rather than hidden in the median.
@@ -396,13 +453,23 @@ def _projection_error(
             seen = all(s.kind in cal.kinds for s in one)
             rows.append({"config": r["config"]["name"], "measured_p99_ms": measured,
                          "projected_p99_ms": projected, "rel_error": abs(projected / measured - 1),
+                         "constant_p99_ms": constant,
+                         "constant_rel_error": abs(constant / measured - 1),
                          "kinds_seen_in_calibration": seen})  # fmt: skip
     errs = [r["rel_error"] for r in rows]
+    skill = skill_summary(
+        [{"measured": r["measured_p99_ms"], "model": r["projected_p99_ms"],
+          "constant": r["constant_p99_ms"]} for r in rows],
+        naive=("constant",),
+    )  # fmt: skip
     return {
         "median_abs_error": float(np.median(errs)) if errs else None,
+        "naive_constant_median_abs_error": skill["median_error"]["constant"],
+        "skill": skill,
         "per_config": rows,
         "method": "configs sorted by p99, alternately assigned to two halves; calibrate on one "
-        "half, project the other's p99 on local; both directions",
+        "half, project the other's p99 on local; both directions. Naive: every held-out p99 "
+        "is the calibration half's median p99",
     }
 
 
@@ -428,17 +495,35 @@ def run_bench(
         c.validate()
     ceilings = cached_ceilings() or measure_ceilings()
     profiles = load_profiles()
+    baseline = run_baseline_subprocess(dataset)
     results = []
     for c in configs:
         if progress:
             progress(c.name)
         results.append(run_config_subprocess(c, dataset, quick))
+        add_increment(results[-1]["cost"], baseline)
     projections, error = project_records(results, profiles)
     local = profiles["local"]
+    from frugalrec.bench.service import cached_overhead, scoring_seconds, service_qps
+
+    # End-to-end capacity = scoring + the HTTP service's per-request overhead, calibrated once
+    # per machine (python -m frugalrec.bench.service calibrate); the planner sizes from it.
+    overhead = cached_overhead()
     records = []
     for r in results:
         cost = {k: v for k, v in r["cost"].items() if k != "stages"}
-        cost["usd_per_million_requests"] = local.usd_per_hour / (cost["qps"] * 3600.0) * 1e6
+        name = r["config"]["name"]
+        if overhead is not None:
+            o = float(overhead["overhead_s"])
+            cost["serving_overhead_ms"] = o * 1e3
+            cost["service_qps"] = service_qps(o, scoring_seconds(cost))
+            for hw, proj in projections[name].items():
+                # One server process per machine; its Python overhead assumed as here.
+                proj["service_qps"] = service_qps(o, proj["p50_ms"] / 1e3)
+                price = profiles[hw].usd_per_hour
+                proj["usd_per_million_requests"] = price / (proj["service_qps"] * 3600.0) * 1e6
+        served = cost.get("service_qps") or cost["qps"]
+        cost["usd_per_million_requests"] = local.usd_per_hour / (served * 3600.0) * 1e6
         records.append({
             "config": r["config"],
             "quality": r["quality"],
@@ -461,7 +546,7 @@ def run_bench(
 
 def _summarise_stages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stage rows with percentiles instead of raw samples (keeps bench.json small)."""
-    from frugalrec.cost.profiler import latency_percentiles
+    from frugalrec.bench.profiler import latency_percentiles
 
     out = []
     for s in stages:

