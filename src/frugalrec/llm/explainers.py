@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from frugalrec.data.dataset import singular
 from frugalrec.llm.evidence import Evidence
 from frugalrec.llm.guard import Guard
 from frugalrec.llm.runtime import LLM
@@ -32,10 +33,6 @@ def _display(title: str) -> str:
     """``"Usual Suspects, The (1995)"`` -> ``"The Usual Suspects (1995)"``."""
     m = re.match(r"^(.*?), (The|A|An)( \(.*)?$", title)
     return f"{m.group(2)} {m.group(1)}{m.group(3) or ''}" if m else title
-
-
-def _singular(noun: str) -> str:
-    return noun[:-1] if noun.endswith("s") and len(noun) > 3 else noun
 
 
 # Who "people like you" are, per domain noun (a neutral word for any other).
@@ -201,7 +198,7 @@ class LLMExplainer:
         self.name = llm.name
 
     def prompt(self, ev: Evidence) -> str:
-        one = _singular(ev.noun)
+        one = singular(ev.noun)
         lines = [f"Recommended {one}: {_display(ev.title)}"]
         if ev.because:
             lines.append("The user liked: " + "; ".join(_display(t) for _, t, _ in ev.because))
