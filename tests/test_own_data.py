@@ -465,3 +465,23 @@ def test_facade_fits_text_models_with_their_vectors(shop) -> None:  # type: igno
     first = set(items.loc["BK-00001", "category"].split("|"))
     shared = [bool(first & set(items.loc[i, "category"].split("|"))) for i in sim["similar"]]
     assert sum(shared) >= 3  # the text model sees the description and category words
+
+
+def test_llm_prompts_name_the_catalogues_items_not_films(shop) -> None:  # type: ignore[no-untyped-def]
+    """The re-ranker's, chat's and enrichment's prompts on a bookshop say "book", never
+    "film"/"movie" (the LLM would otherwise be told it recommends films)."""
+    from frugalrec.data.sources import DataSource
+    from frugalrec.llm.enrichment import Enricher
+    from frugalrec.llm.fake import FakeLLM
+    from frugalrec.llm.reranker import LLMReranker
+
+    ds = DataSource(
+        interactions=str(shop["interactions"]), items=str(shop["items"]), noun="books"
+    ).load()
+    prompt = LLMReranker(FakeLLM(), ds.items).prompt([0, 1, 2], [3, 4, 5])
+    assert "book recommender" in prompt and "Books the user liked" in prompt
+    assert not FILM_WORDS.search(prompt)
+    enrich = Enricher(FakeLLM(), path=shop["items"].parent / "enrich.json", noun="book")
+    assert "Describe this book" in enrich.prompt("A title") and not FILM_WORDS.search(
+        enrich.prompt("A title")
+    )

@@ -29,7 +29,7 @@ from frugalrec.text import (
     item_texts,
     load_encoder,
 )
-from frugalrec.text import encoders as enc_mod
+from frugalrec.text import sources as enc_mod
 from frugalrec.text.items import synthetic_movie_texts
 
 pytest.importorskip("sentence_transformers")
@@ -459,3 +459,65 @@ def test_benchmark_fidelity_columns() -> None:
     assert static["cosine_to_fp32_mean"] is None  # another vector space
     assert 0.3 < static["sim_corr_to_fp32"] <= 1.0
     assert int8["speedup_vs_minilm_torch"] is None  # MiniLM torch was only a reference
+
+
+# -- the registry -------------------------------------------------------------------------------
+
+
+def test_registry_lists_every_builtin_rung_with_its_facts() -> None:
+    from frugalrec.text.registry import encoder_names, encoder_spec
+
+    assert encoder_names()[:3] == ("static", "minilm", "mpnet")
+    for name in encoder_names()[:3]:
+        spec = encoder_spec(name)
+        assert spec.dims and spec.params and spec.size_mb and spec.licence != "unknown"
+        assert spec.install.startswith("pip install")
+    assert dict(BACKENDS)["minilm"] == encoder_spec("minilm").backends
+
+
+def test_a_local_sentence_transformers_folder_is_one_entry(
+    ladder: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's own folder (here: MiniLM's, read in place) registered by path loads,
+    encodes like the built-in, and is accepted by PipelineConfig and `encoders list`."""
+    from frugalrec.pipeline.config import PipelineConfig
+    from frugalrec.text import registry
+    from frugalrec.text.sources import minilm_dir
+
+    monkeypatch.setattr(registry, "_ENCODERS", dict(registry._ENCODERS))
+    registry.register_local_encoder("my-encoder", minilm_dir())
+    mine = load_encoder("my-encoder", "torch")
+    texts = ["a quiet film about a lighthouse keeper", "space opera with robots"]
+    np.testing.assert_allclose(
+        mine.encode(texts), _get(ladder, "minilm", "torch").encode(texts), atol=1e-5
+    )
+    assert mine.key == "my-encoder/torch"
+    PipelineConfig(model="textmap", encoder="my-encoder", backend="onnx-int8").validate()
+    with pytest.raises(ValueError, match=r"PipelineConfig\.backend"):
+        PipelineConfig(model="textmap", encoder="my-encoder", backend="torch-int8").validate()
+    from frugalrec.cli import main
+
+    assert main(["encoders", "list", "--json"]) == 0
+
+
+def test_registering_a_bad_folder_or_name_fails_clearly(tmp_path: Path) -> None:
+    from frugalrec.text import registry
+
+    with pytest.raises(ValueError, match="not a folder"):
+        registry.register_local_encoder("x", tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"no modules\.json"):
+        registry.register_local_encoder("x", tmp_path)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_encoder(registry.encoder_spec("minilm"))
+
+
+def test_pipeline_config_asks_the_registries() -> None:
+    from frugalrec.pipeline.config import PipelineConfig
+
+    PipelineConfig(model="textmap", encoder="static", backend="numpy").validate()
+    with pytest.raises(ValueError, match=r"PipelineConfig\.encoder"):
+        PipelineConfig(model="textmap", encoder="bert-huge", backend="torch").validate()
+    with pytest.raises(ValueError, match=r"PipelineConfig\.backend"):
+        PipelineConfig(model="textmap", encoder="static", backend="onnx").validate()
+    with pytest.raises(ValueError, match=r"PipelineConfig\.reranker"):
+        PipelineConfig(model="ease", reranker="gpt").validate()

@@ -361,7 +361,7 @@ def bench_enrich(args: argparse.Namespace) -> dict[str, Any]:
     thin = thin_items(ds.items)
     llm = load_llm(args.llm)
     with tempfile.TemporaryDirectory() as tmp:
-        enr = Enricher(llm, Path(tmp) / "enrich.json")
+        enr = Enricher(llm, Path(tmp) / "enrich.json", noun="movie")
         idx = np.flatnonzero(thin)[: args.items]
         mask = np.zeros(len(thin), bool)
         mask[idx] = True
@@ -369,7 +369,7 @@ def bench_enrich(args: argparse.Namespace) -> dict[str, Any]:
         out = enr.enrich(ds.items, mask)
         first = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        Enricher(llm, Path(tmp) / "enrich.json").enrich(ds.items, mask)
+        Enricher(llm, Path(tmp) / "enrich.json", noun="movie").enrich(ds.items, mask)
         cached = (time.perf_counter() - t0) * 1e3
     per_item = first / len(idx)
     return {

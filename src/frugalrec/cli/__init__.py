@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         forget,
         hardware,
+        models,
         query,
         recommend,
         scale,
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Language-model recommendations that know what they cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, evaluate, query, encoders, bench, hardware, demo, scale, serve, recommend,
-                   forget):  # fmt: skip
+    for module in (data, evaluate, query, encoders, models, bench, hardware, demo, scale, serve,
+                   recommend, forget):  # fmt: skip
         module.register(sub)
     query.register_bench(sub)
     return parser

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-ndcg", type=float)
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument(
+        "--retrain-days",
+        type=float,
+        help="fine-tuned configurations retrain every N days (training $ added to $/month)",
+    )
+    p.add_argument(
         "--verify",
         action="store_true",
         help="re-measure the configuration chosen for local and check it against --p99-ms",
@@ -176,6 +181,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         budget_usd_month=args.budget_usd_month,
         min_ndcg=args.min_ndcg,
         metric=args.metric,
+        retrain_days=args.retrain_days,
     )
     verified = None
     if args.verify:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from frugalrec._io import atomic_path, dumps
 from frugalrec._table import format_table
+from frugalrec.data.splits import PROTOCOLS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     e = sub.add_parser("export-split", help="write a protocol split as CSV files (original ids)")
     add_source_args(e)
-    e.add_argument("--protocol", default="random", choices=["random", "temporal", "cold-item"])
+    e.add_argument("--protocol", default="random", choices=PROTOCOLS)
     e.add_argument("--seed", type=int, default=42)
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--json", action="store_true")

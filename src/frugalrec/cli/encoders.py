@@ -25,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from frugalrec.text import BACKENDS
+    from frugalrec.text import encoder_names, encoder_spec
 
-    rows = [{"tier": t, "backends": ", ".join(b)} for t, b in BACKENDS.items()]
-    print(dumps(rows, indent=2) if args.json else format_table(rows, ["tier", "backends"]))
+    rows = [encoder_spec(name).row() for name in encoder_names()]
+    cols = ["tier", "model", "backends", "dims", "size_mb", "licence"]
+    print(dumps(rows, indent=2) if args.json else format_table(rows, cols))
     return 0
 
 

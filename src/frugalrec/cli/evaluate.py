@@ -9,6 +9,7 @@ from pathlib import Path
 
 from frugalrec._io import dumps, write_json_atomic
 from frugalrec._table import format_table
+from frugalrec.data.splits import PROTOCOLS
 
 SHOWN = (
     "ndcg@10",
@@ -34,9 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src.add_argument(
         "--cold-items", help="external split: CSV with column item; test ranks only these"
     )
-    p.add_argument("--protocol", default="random", choices=["random", "temporal", "cold-item"])
+    p.add_argument("--protocol", default="random", choices=PROTOCOLS)
     p.add_argument(
-        "--models", default="pop,itemknn,ease,als,bpr", help="comma-separated model names"
+        "--models",
+        default="pop,itemknn,ease,als,bpr",
+        help="comma-separated model names ('blend' searches blends of the others on valid), "
+        "or 'auto': every model that can score the protocol's candidates, plus blends; the "
+        "best valid NDCG@10 is reported as 'auto'",
     )
     p.add_argument("--no-tune", action="store_true", help="use default hyper-parameters")
     txt = p.add_argument_group("text tier (for content, textmap, hybrid, attention)")
@@ -50,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="comma-separated multi-valued item columns appended as features (default: the "
         "category column if there is one; '' for none)",
     )
+    add_finetune_args(txt)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs"
@@ -69,6 +75,48 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="local", choices=ENGINES, help="default: local")
     g.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray)")
     g.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs)")
+
+
+def add_finetune_args(g: argparse._ArgumentGroup) -> None:
+    """``--finetune`` / ``--finetune-epochs`` (evaluate, bench)."""
+    g.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the encoder on the split's training interactions first (cached)",
+    )
+    g.add_argument("--finetune-epochs", type=int, default=3, help="at most (valid stops early)")
+    g.add_argument(
+        "--finetune-pairs", type=int, default=0, help="seeded sample of training pairs (0: all)"
+    )
+    g.add_argument("--finetune-lr", type=float, default=2e-5, help="AdamW learning rate")
+
+
+def finetuned_encoder_name(args: argparse.Namespace, split, attrs, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """Fine-tune ``args.encoder`` on ``split.train`` when ``--finetune`` is given; returns
+    (encoder name to load, training record or None)."""
+    if not getattr(args, "finetune", False):
+        return args.encoder, None
+    from frugalrec.evaluate.finetune import finetune_for_split
+    from frugalrec.text.finetune import FinetuneConfig
+
+    res = finetune_for_split(
+        split,
+        args.encoder,
+        attrs,
+        FinetuneConfig(
+            epochs=args.finetune_epochs,
+            max_pairs=args.finetune_pairs,
+            lr=args.finetune_lr,
+            seed=args.seed,
+        ),
+        progress=not quiet,
+    )
+    print(
+        f"fine-tuned {args.encoder} -> {res.name} ({'cached' if res.cached else 'trained'}; "
+        f"best epoch {res.record['best_epoch']}, valid ndcg@10 {res.record['valid_per_epoch']})",
+        file=sys.stderr,
+    )
+    return res.name, res.record
 
 
 def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -91,6 +139,24 @@ def resolve_split(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise UsageError("--cold-items applies to an external split (--train/--valid/--test)")
     ds = load_source(args, quiet=getattr(args, "quiet", False))
     return make_split(ds, args.protocol, seed=args.seed)
+
+
+def _load_encoder(args: argparse.Namespace, engine, required: bool):  # type: ignore[no-untyped-def]
+    """The text encoder the options name; with ``required=False`` (``--models auto``) a
+    missing encoder leaves the text-aware models out instead of failing."""
+    from frugalrec.text.encoders import load_encoder
+
+    backend = args.backend or ("static" if args.encoder == "static" else "torch")
+    if required:
+        return load_encoder(args.encoder, backend)
+    try:
+        return load_encoder(args.encoder, backend)
+    except Exception as exc:  # any missing model/package: the text tier is optional here
+        print(
+            f"auto: no text encoder ({args.encoder}/{backend}: {exc}); text-aware models skipped",
+            file=sys.stderr,
+        )
+        return None
 
 
 def check_attributes(
@@ -134,21 +200,30 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
 
     from frugalrec.cli import UsageError
     from frugalrec.engines.base import engine_encoder
-    from frugalrec.evaluate.run import n_steps, run_models, write_recs
+    from frugalrec.evaluate.run import auto_models, choose_auto, n_steps, run_models, write_recs
     from frugalrec.models.registry import model_class
 
+    auto = args.models.strip() == "auto"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UsageError(f"--models is empty ({args.models!r}); e.g. --models pop,ease,textmap")
-    for m in models:
-        model_class(m)  # unknown names fail before any work
+    if not auto:
+        for m in models:
+            model_class(m)  # unknown names fail before any work
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0 (0: no intervals), got {args.bootstrap}")
     t0 = time.perf_counter()
     split = resolve_split(args)
     attrs = check_attributes(args.attributes, split.dataset.items, args.category_col)
+    encoder = None
+    if auto or any(model_class(m).uses_item_vectors for m in models):
+        encoder = _load_encoder(args, engine, required=not auto)
+    if auto:
+        models = auto_models(split, text=encoder is not None)
+        if not args.quiet:
+            print(f"auto: evaluating {', '.join(models)}", file=sys.stderr)
     bar = tqdm(
-        total=n_steps(models, not args.no_tune),
+        total=n_steps(models, split, not args.no_tune),
         desc="evaluate",
         unit="fit",
         disable=args.quiet,
@@ -161,14 +236,20 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         bar.update(steps)
 
     item_vectors = None
-    if any(model_class(m).uses_item_vectors for m in models):
+    finetune_record = None
+    if encoder is not None:
         from frugalrec.text.encoders import load_encoder
         from frugalrec.text.features import item_features
 
         backend = args.backend or ("static" if args.encoder == "static" else "torch")
-        bar.set_postfix_str(f"encoding items ({args.encoder}/{backend})")
-        encoder = engine_encoder(load_encoder(args.encoder, backend), engine)
-        item_vectors = item_features(split.dataset, args.encoder, backend, attrs, encoder=encoder)
+        enc_name, finetune_record = finetuned_encoder_name(args, split, attrs, args.quiet)
+        if enc_name != args.encoder:
+            encoder = load_encoder(enc_name, backend)
+        bar.set_postfix_str(f"encoding items ({enc_name}/{backend})")
+        item_vectors = item_features(
+            split.dataset, args.encoder, backend, attrs, encoder=engine_encoder(encoder, engine)
+        )
+    notes: dict[str, object] = {}
     runs = run_models(
         split,
         models,
@@ -178,8 +259,12 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         seed=args.seed,
         item_vectors=item_vectors,
         recommend=None if engine.name == "local" else engine.recommend,
+        valid_for_all=auto or "blend" in models,
+        notes=notes,
     )
     bar.close()
+    if auto:
+        runs.append(choose_auto(runs))
     payload = {
         "dataset": split.dataset.name if split.protocol != "external" else "external",
         "protocol": split.protocol,
@@ -190,10 +275,12 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
             "backend": args.backend or ("static" if args.encoder == "static" else "torch"),
             "attributes": ",".join(attrs),
             "dims": int(item_vectors.shape[1]),
+            "finetune": finetune_record,
         },
         "split": split.counts(),
         "engine": engine.info(),
         "results": [r.to_dict() for r in runs],
+        **notes,
         "seconds": time.perf_counter() - t0,
     }
     if args.recs_out:
@@ -210,14 +297,15 @@ def _evaluate(args: argparse.Namespace, engine) -> int:  # type: ignore[no-untyp
         write_json_atomic(args.json, payload)
     rows = []
     for r in runs:
-        row: dict[str, object] = {"model": r.model}
+        row: dict[str, object] = {"model": r.model if r.chosen is None else f"auto={r.chosen}"}
         row.update({k: r.result.metrics.get(k) for k in SHOWN})
         lo_hi = r.result.ci95.get("ndcg@10") if args.bootstrap else None
         row["ndcg@10 95% CI"] = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+        row["valid"] = None if r.best_valid is None else round(r.best_valid, 4)
         row["fit_s"] = round(r.fit_seconds, 2)
         rows.append(row)
     print(f"{payload['dataset']} / {split.protocol}: {payload['split']}")
-    print(format_table(rows, ["model", *SHOWN, "ndcg@10 95% CI", "fit_s"]))
+    print(format_table(rows, ["model", *SHOWN, "ndcg@10 95% CI", "valid", "fit_s"]))
     print(f"({payload['seconds']:.1f} s; tuned on valid, refitted on train+valid, scored on test)")
     if args.json:
         print(f"results written to {args.json}")

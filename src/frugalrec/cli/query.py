@@ -19,8 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_source_args(p)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--user", help="blend with this user's profile (original user id)")
-    p.add_argument("--encoder", default="minilm", choices=["static", "minilm", "mpnet"])
+    p.add_argument("--encoder", default="minilm", help="a registered encoder (encoders list)")
     p.add_argument("--backend", default=None, help="torch | onnx | onnx-int8")
+    p.add_argument(
+        "--llm",
+        metavar="NAME",
+        help="where the rules leave words unresolved, ask this LLM (models list) for the "
+        "constraints, in JSON under a grammar built from the catalogue's categories",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
@@ -28,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_query(args: argparse.Namespace) -> int:
     from frugalrec.cli import UsageError
     from frugalrec.cli.source import load_source
-    from frugalrec.pipeline.query import catalogue_categories, parse_query, score_query
+    from frugalrec.llm.intent import IntentParser
+    from frugalrec.pipeline.query import catalogue_categories, score_query
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
     if args.k < 1:
@@ -40,11 +47,17 @@ def cmd_query(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     encoder = load_encoder(args.encoder, args.backend)
     vectors = EmbeddingCache(encoder).encode(item_texts(ds.items))
+    llm = None
+    if args.llm:
+        from frugalrec.llm.runtime import load_llm
+
+        llm = load_llm(args.llm)
     cost["load_and_catalogue_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     years = ds.items["year"].dropna() if "year" in ds.items else []
     span = (int(min(years)), int(max(years))) if len(years) else None
-    intent = parse_query(args.request, span, catalogue_categories(ds.items))
+    parser = IntentParser(catalogue_categories(ds.items), span, llm)
+    intent = parser.parse(args.request)
     cost["parse_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     qv = encoder.encode([intent.text])[0]

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--candidates", type=int, default=10, help="K candidates the LLM re-ranks")
     p.add_argument("--weight", type=float, default=0.3, help="LLM share of the blended score")
     p.add_argument(
+        "--llm-adapter",
+        metavar="DIR",
+        help="a LoRA adapter folder (python -m frugalrec.llm.lora train); served by torch",
+    )
+    p.add_argument(
         "--explain",
         nargs="?",
         const="template",
@@ -86,13 +91,24 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
             history = history_in_order(ds, u)
     model = fit_cheap_model(ds, args.model)
     cost["load_and_fit_ms"] = (time.perf_counter() - t) * 1e3
-    llm = None
+    llm: Any = None
     if need_llm:
         from frugalrec.llm.runtime import load_llm
 
-        _status(f"loading {args.llm} (llama.cpp, in a worker process)...", args.json)
         t = time.perf_counter()
-        llm = load_llm(args.llm)
+        adapter = getattr(args, "llm_adapter", None)
+        if adapter:
+            from frugalrec.llm.lora import check_adapter, load_adapter_llm
+
+            try:
+                check_adapter(adapter, args.llm)
+            except ValueError as exc:
+                raise UsageError(f"--llm-adapter: {exc}") from None
+            _status(f"loading {args.llm} + LoRA {adapter} (torch)...", args.json)
+            llm = load_adapter_llm(args.llm, adapter)
+        else:
+            _status(f"loading {args.llm} (llama.cpp, in a worker process)...", args.json)
+            llm = load_llm(args.llm)
         cost["llm_load_ms"] = (time.perf_counter() - t) * 1e3
     rerank = getattr(args, "rerank", "none") == "llm"
     rcfg = None

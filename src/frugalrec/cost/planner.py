@@ -53,6 +53,7 @@ class _Option:
     usd_per_month: float | None
     memory_mb: float
     violations: list[_Violation] = field(default_factory=list)
+    training: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -71,6 +72,7 @@ class _Limits:
     budget_usd_month: float | None
     min_ndcg: float | None
     metric: str
+    retrain_days: float | None = None
 
 
 def plan(
@@ -83,8 +85,14 @@ def plan(
     budget_usd_month: float | None = None,
     min_ndcg: float | None = None,
     metric: str = "ndcg@10",
+    retrain_days: float | None = None,
 ) -> dict[str, Any]:
     """Best configuration per hardware that meets every given constraint.
+
+    A record with a ``training`` block (a fine-tuned configuration) also pays for its
+    training: one-off ``wall_seconds / 3600 * usd_per_hour``, plus that again every
+    ``retrain_days`` days, added to $/month (seconds as measured on the record's machine;
+    not projected to other profiles).
 
     ``qps`` is the total load to serve: machines = max(1, ceil(qps / per-machine QPS)), and
     cost per month = machines * ``usd_per_hour`` * 730. ``max_memory_mb`` bounds each
@@ -101,12 +109,13 @@ def plan(
         ("max_memory_mb", max_memory_mb),
         ("qps", qps),
         ("budget_usd_month", budget_usd_month),
+        ("retrain_days", retrain_days),
     ):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{label} must be a positive number, got {value}")
     if min_ndcg is not None and not math.isfinite(min_ndcg):
         raise ValueError(f"min_ndcg must be a finite number, got {min_ndcg}")
-    limits = _Limits(p99_ms, max_memory_mb, qps, budget_usd_month, min_ndcg, metric)
+    limits = _Limits(p99_ms, max_memory_mb, qps, budget_usd_month, min_ndcg, metric, retrain_days)
     out: dict[str, Any] = {}
     for hw in hardware:
         out[hw] = _plan_one(records, hw, profiles.get(hw), limits)
@@ -119,6 +128,7 @@ def plan(
             "budget_usd_month": budget_usd_month,
             "min_ndcg": min_ndcg,
             "metric": metric,
+            "retrain_days": retrain_days,
         },
     }
 
@@ -253,6 +263,7 @@ def _plan_one(
         "qps_per_machine": best.qps_per_machine,
         "qps_basis": "service" if best.cost.get("service_qps") else "scorer",
         "usd_per_month": best.usd_per_month,
+        "training": best.training,
         "memory": {
             "per_machine_mb": best.memory_mb,
             "hardware_mb": hardware_mb,
@@ -260,6 +271,26 @@ def _plan_one(
         },
         "reason": _reason(best, nxt, hw, hardware_mb, limits),
         "next_better": _next_dict(best, nxt, hw) if nxt else None,
+    }
+
+
+def _training_cost(
+    rec: CostRecord, usd_per_hour: float | None, retrain_days: float | None
+) -> dict[str, Any] | None:
+    """One-off and monthly $ of a fine-tuned configuration's training (None if it has none)."""
+    if not rec.training:
+        return None
+    seconds = float(rec.training["wall_seconds"])
+    once = seconds / 3600.0 * usd_per_hour if usd_per_hour is not None else None
+    per_month = 0.0
+    if once is not None and retrain_days:
+        per_month = once * (HOURS_PER_MONTH / 24.0) / retrain_days
+    return {
+        "seconds": seconds,
+        "measured_on": rec.hardware,
+        "one_off_usd": once,
+        "retrain_days": retrain_days,
+        "usd_per_month": per_month,
     }
 
 
@@ -279,8 +310,12 @@ def _option(
         # The epsilon keeps 500 / 250.0000001-style float noise from buying a third machine.
         machines = max(1, math.ceil(limits.qps / per_machine - 1e-9))
     usd = machines * usd_per_hour * HOURS_PER_MONTH if usd_per_hour is not None else None
+    training = _training_cost(rec, usd_per_hour, limits.retrain_days)
+    if usd is not None and training is not None:
+        usd += training["usd_per_month"]
     memory = float(cost.get("peak_rss_mb") or 0.0)
     opt = _Option(rec, cost, source, quality, per_machine, machines, usd, memory)
+    opt.training = training
     checks: list[tuple[str, float | None, float]] = [
         ("p99_ms", limits.p99_ms, opt.p99),
         ("max_memory_mb", limits.max_memory_mb, memory),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 # Cost fields every record must carry as numbers; the planner cannot work without them.
+REQUIRED_TRAINING = ("wall_seconds",)
+OPTIONAL_TRAINING = ("cpu_seconds", "examples", "examples_per_second", "peak_rss_mb")
 REQUIRED_COST = ("p50_ms", "p99_ms", "qps", "peak_rss_mb")
 # Cost fields that may be absent or null (e.g. no price known for the measuring machine).
 OPTIONAL_COST = (
@@ -65,6 +67,10 @@ class CostRecord:
     cost: dict[str, Any]
     hardware: str = "local"
     projections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # One-off training of a fine-tuned configuration, measured on ``hardware`` (issue #17):
+    # wall_seconds (required in the block), cpu_seconds, examples, examples_per_second,
+    # peak_rss_mb. Empty for configurations that train nothing beyond the model fit.
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -126,12 +132,24 @@ class CostRecord:
                     raise BenchFormatError(f"{where}: {label}.qps must be > 0, got {proj['qps']}")
                 projections[str(hw)] = proj
 
+        training: dict[str, Any] = {}
+        train_in = data.get("training")
+        if train_in is not None:
+            if not isinstance(train_in, Mapping):
+                raise BenchFormatError(
+                    f"{where}: training must be an object, got {_kind(train_in)}"
+                )
+            training = _numbers(train_in, "training", REQUIRED_TRAINING, OPTIONAL_TRAINING, where)
+            if training["wall_seconds"] is None or training["wall_seconds"] < 0:
+                raise BenchFormatError(f"{where}: training.wall_seconds must be a number >= 0")
+
         return cls(
             config=dict(config),
             quality=quality,
             cost=cost,
             hardware=hardware,
             projections=projections,
+            training=training,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +162,8 @@ class CostRecord:
         }
         if self.projections:
             out["projections"] = {hw: dict(p) for hw, p in self.projections.items()}
+        if self.training:
+            out["training"] = dict(self.training)
         return out
 
 

@@ -148,6 +148,11 @@ def domain_noun(items: pd.DataFrame) -> str:
     return str(items.attrs.get("noun") or "items")
 
 
+def singular(noun: str) -> str:
+    """One of ``noun``: "books" -> "book" (a plain trailing s)."""
+    return noun[:-1] if noun.endswith("s") and len(noun) > 3 else noun
+
+
 def build_dataset(
     name: str,
     users: np.ndarray,

@@ -3,6 +3,10 @@
 * ``random``: per user, a seeded shuffle (seed 42): 80% train, 10% valid, 10% test, with at
   least one valid and one test item for every user who has at least 3 interactions.
 * ``temporal``: per user by timestamp: last 10% test, previous 10% valid.
+* ``leave-one-out``: per user by timestamp: the last interaction is test, the one before it
+  valid, the rest train; users with fewer than 3 interactions stay train-only. Full ranking.
+  The protocol most LLM-recommendation papers report (e.g. LlamaRec on ML-100K; they often
+  rank sampled candidates, this ranks the whole catalogue).
 * ``cold-item``: 20% of items (seeded) and all their interactions leave train/valid; the
   test ranks only among those items, for the users who interacted with them. Valid is the
   same construction on a further 10% of items, so tuning sees cold items too.
@@ -17,7 +21,7 @@ import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
 
-PROTOCOLS = ("random", "temporal", "cold-item")
+PROTOCOLS = ("random", "temporal", "leave-one-out", "cold-item")
 
 
 @dataclass(frozen=True)
@@ -99,19 +103,36 @@ def random_split(ds: Dataset, seed: int = 42) -> Split:
     return Split(ds, "random", train, valid, test)
 
 
-def temporal_split(ds: Dataset, seed: int = 42) -> Split:
-    """Per user by timestamp (ties broken by a seeded shuffle): last 10% test, 10% valid."""
+def _time_rank(ds: Dataset, seed: int, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user rank by timestamp (ties broken by a seeded shuffle) and per-user counts."""
     if not ds.has_timestamps:
-        raise ValueError(f"dataset {ds.name!r} has no timestamps; the temporal protocol needs them")
+        raise ValueError(
+            f"dataset {ds.name!r} has no timestamps; the {protocol} protocol needs them"
+        )
     rng = np.random.default_rng(seed)
     tie = rng.random(ds.n_interactions)
     # Combine timestamp and tie-break into one sortable key (timestamps are integers).
     order = np.lexsort((tie, ds.timestamp))
     key = np.empty(ds.n_interactions, dtype=np.int64)
     key[order] = np.arange(ds.n_interactions)
-    rank, n = _per_user_rank(ds.user, key)
+    return _per_user_rank(ds.user, key)
+
+
+def temporal_split(ds: Dataset, seed: int = 42) -> Split:
+    """Per user by timestamp (ties broken by a seeded shuffle): last 10% test, 10% valid."""
+    rank, n = _time_rank(ds, seed, "temporal")
     train, valid, test = _tail_masks(rank, n)
     return Split(ds, "temporal", train, valid, test)
+
+
+def leave_one_out_split(ds: Dataset, seed: int = 42) -> Split:
+    """Per user by timestamp (ties by a seeded shuffle): the last interaction is test, the
+    one before valid; users with fewer than 3 interactions keep everything in train."""
+    rank, n = _time_rank(ds, seed, "leave-one-out")
+    eligible = n >= 3
+    test = eligible & (rank == n - 1)
+    valid = eligible & (rank == n - 2)
+    return Split(ds, "leave-one-out", ~(test | valid), valid, test)
 
 
 def cold_item_split(
@@ -143,11 +164,13 @@ def cold_item_split(
 
 
 def make_split(ds: Dataset, protocol: str, seed: int = 42) -> Split:
-    """Dispatch on protocol name: ``random`` | ``temporal`` | ``cold-item``."""
+    """Dispatch on protocol name: ``random`` | ``temporal`` | ``leave-one-out`` | ``cold-item``."""
     if protocol == "random":
         return random_split(ds, seed)
     if protocol == "temporal":
         return temporal_split(ds, seed)
+    if protocol == "leave-one-out":
+        return leave_one_out_split(ds, seed)
     if protocol == "cold-item":
         return cold_item_split(ds, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from frugalrec.data.dataset import domain_noun, singular
 from frugalrec.llm.evidence import genre_matrix
 from frugalrec.llm.guard import normalise_title
 from frugalrec.llm.request import LLMTier
@@ -199,7 +200,8 @@ class ChatSession:
         labels = string.ascii_uppercase[: len(options)]
         lines = "\n".join(f"{lab}. {g}" for lab, g in zip(labels, options, strict=True))
         prompt = self.llm.chat_prompt(
-            f'A user asked a movie recommender: "{text}"\nWhich genre do they want?\n{lines}\n'
+            f'A user asked a {singular(domain_noun(self.ds.items))} recommender: "{text}"\n'
+            f"Which category do they want?\n{lines}\n"
             "Answer with one letter."
         )
         logits = self.llm.logits_for_next_token([prompt])[0]

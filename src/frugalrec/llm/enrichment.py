@@ -36,8 +36,13 @@ def thin_items(items: pd.DataFrame, min_chars: int = 80) -> np.ndarray:
 class Enricher:
     """Descriptions for item texts through one LLM, with a JSON cache on disk."""
 
-    def __init__(self, llm: LLM, path: str | Path | None = None, max_tokens: int = 48) -> None:
+    def __init__(
+        self, llm: LLM, path: str | Path | None = None, max_tokens: int = 48, noun: str = "item"
+    ) -> None:
+        """``noun``: what one item is called in the prompt ("book"); ml-100k's benchmarks
+        pass "movie", the wording their cached v1 descriptions were written with."""
         self.llm = llm
+        self.noun = noun
         self.max_tokens = max_tokens
         self.path = Path(path) if path else cache_dir("llm", "enrich") / f"{llm.name}.json"
         self._cache: dict[str, str] = (
@@ -51,7 +56,7 @@ class Enricher:
 
     def prompt(self, text: str) -> str:
         return self.llm.chat_prompt(
-            f"Describe this movie in one or two sentences for a catalogue: {text}"
+            f"Describe this {self.noun} in one or two sentences for a catalogue: {text}"
         )
 
     def describe(self, texts: list[str]) -> list[str]:

@@ -40,6 +40,7 @@ class FakeLLM:
         self.timings: list[CallTiming] = []
         self.deadline: float | None = None
         self._turn = 0
+        self.grammars: list[str | None] = []  # the grammar of each generate call
 
     def reset_cache(self) -> None:
         """Nothing cached."""
@@ -76,7 +77,8 @@ class FakeLLM:
             self._cost("forward", prompt, 0, t0)
         return out
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str:
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:
+        self.grammars.append(grammar)
         if self.fail:
             raise RuntimeError("FakeLLM: asked to fail")
         t0 = time.perf_counter()

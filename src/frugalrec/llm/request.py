@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from frugalrec.data.dataset import Dataset
 from frugalrec.llm.cascade import Cascade, CascadeAnswer, CascadeConfig, relative_margin
 from frugalrec.llm.evidence import EvidenceBuilder
-from frugalrec.llm.explainers import LLMExplainer, explained_rows
+from frugalrec.llm.explainers import ChoosingExplainer, explained_rows
 from frugalrec.llm.guard import Guard
 from frugalrec.llm.reranker import LLMReranker, RerankerConfig
 from frugalrec.llm.runtime import LLM
@@ -58,7 +58,8 @@ class LLMTier:
         self.cascade = Cascade(self.pipeline, rr, cascade or CascadeConfig())
         self.evidence = EvidenceBuilder(model, ds.items)
         self.guard = Guard(ds.items)
-        self.explainer = LLMExplainer(llm, self.guard) if llm and llm_explanations else None
+        # The LLM chooses evidence facts under a grammar; it writes no word of the sentence.
+        self.explainer = ChoosingExplainer(llm) if llm and llm_explanations else None
         # Genre strings once per catalogue (titles and years come from the evidence builder):
         # describing an answer then costs no DataFrame lookups.
         tbl = ds.items

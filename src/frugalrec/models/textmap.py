@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from frugalrec._linalg import normalise_rows
 from frugalrec.data.dataset import Dataset
 from frugalrec.models.base import Recommender, RecommenderConfig
+from frugalrec.models.recency import RecencyOptions, RecencyWeighted, time_decay_weights
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,19 +89,6 @@ class ContentRecommender(Recommender):
         )
 
 
-def time_decay_weights(dataset: Dataset, half_life_days: float) -> sp.csr_matrix:
-    """CSR [n_users, n_items] of 0.5 ** (age / half-life), age measured from each user's
-    latest interaction (so an inactive user's profile does not fade to nothing)."""
-    u, i, t = dataset.user, dataset.item, dataset.timestamp.astype(np.float64)
-    latest = np.full(dataset.n_users, -np.inf)
-    np.maximum.at(latest, u, t)
-    age_days = (latest[u] - t) / 86400.0
-    w = np.power(0.5, age_days / half_life_days).astype(np.float32)
-    W = sp.csr_matrix((w, (u, i)), shape=(dataset.n_users, dataset.n_items), dtype=np.float32)
-    W.sum_duplicates()
-    return W
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TextMapConfig(RecommenderConfig):
     """``l2``: ridge penalty of the feature-space map (tuned on valid; 1e3-1e5 on ml-100k)."""
@@ -170,16 +158,18 @@ class TextMapRecommender(Recommender):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class HybridConfig(RecommenderConfig):
+class HybridConfig(RecommenderConfig, RecencyOptions):
     """EASE (``l2``) plus ``text_weight`` x the text map (``text_l2``). Cold items get
-    nothing from EASE, so they are ranked by the text map alone."""
+    nothing from EASE, so they are ranked by the text map alone. ``recency_*``: decayed
+    history weights for known users (frugalrec.models.recency; both parts are linear in
+    the history row)."""
 
     l2: float = 300.0
     text_l2: float = 1e4
     text_weight: float = 0.3
 
 
-class HybridRecommender(Recommender):
+class HybridRecommender(RecencyWeighted, Recommender):
     """Collaborative EASE blended with the text map; the blend weight is chosen on valid
     (0 is in the grid, so on warm data the text can only be chosen if it helps)."""
 
@@ -195,6 +185,7 @@ class HybridRecommender(Recommender):
         cfg: HybridConfig = self.config  # type: ignore[assignment]
         if cfg.text_weight < 0:
             raise ValueError(f"hybrid: text_weight must be >= 0, got {cfg.text_weight}")
+        self._fit_recency(dataset)
         self.cf_ = EASERecommender(l2=cfg.l2).fit(X)
         self.text_ = TextMapRecommender(l2=cfg.text_l2).fit(X, item_vectors=item_vectors)
 
@@ -217,6 +208,7 @@ class HybridRecommender(Recommender):
             "ease_weights": self.cf_.weights_,
             "features": self.text_.features_,
             "projection": self.text_.projection_,
+            **self._recency_state(),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -232,3 +224,4 @@ class HybridRecommender(Recommender):
             part.history_ = self.history_
             part.n_users_, part.n_items_ = self.n_users_, self.n_items_
             part.item_popularity_ = self.item_popularity_
+        self._set_recency_state(state, self.n_items_)

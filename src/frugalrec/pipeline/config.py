@@ -6,12 +6,15 @@ It is the unit that ``bench`` measures, ``plan`` chooses and ``serve`` runs.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from frugalrec._config import JsonConfig
 
-ENCODERS = ("none", "static", "minilm", "mpnet")
 RETRIEVALS = ("exact", "hnsw", "ivfpq")
+# The LLM's name is checked against the LLM registry where it is loaded (frugalrec.llm sits
+# above the pipeline, which must not import it).
+_RERANKER = re.compile(r"^(none|llm|llm-[a-z0-9][a-z0-9._-]*)$")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,9 +55,20 @@ class PipelineConfig(JsonConfig):
     def validate(self) -> None:
         """Raise ValueError naming the field that is wrong."""
         from frugalrec.models.registry import model_class
+        from frugalrec.text.registry import encoder_names, resolve_backend
 
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"PipelineConfig.encoder: {self.encoder!r} not in {ENCODERS}")
+        if self.encoder != "none":
+            if self.encoder not in encoder_names():
+                names = ("none", *encoder_names())
+                raise ValueError(f"PipelineConfig.encoder: {self.encoder!r} not in {names}")
+            try:
+                resolve_backend(self.encoder, None if self.backend == "none" else self.backend)
+            except ValueError as exc:
+                raise ValueError(f"PipelineConfig.backend: {exc}") from None
+        if not _RERANKER.match(self.reranker):
+            raise ValueError(
+                f"PipelineConfig.reranker: {self.reranker!r} is not none | llm | llm-<name>"
+            )
         if self.retrieval not in RETRIEVALS:
             raise ValueError(f"PipelineConfig.retrieval: {self.retrieval!r} not in {RETRIEVALS}")
         cls = model_class(self.model)

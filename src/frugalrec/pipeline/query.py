@@ -334,3 +334,31 @@ def score_query(
         p = np.log1p(popularity.astype(np.float32))
         s = s + np.float32(popularity_weight) * p / max(float(p.max()), 1e-9)
     return np.where(constraint_mask(intent, items), s, -np.inf).astype(np.float32)
+
+
+# Words of a request that carry no constraint: what the rules leaving them means nothing.
+_FILLER = frozenset(
+    """a an the and or but of in on at to for with from by about as into like than that this
+    these those it its some any something anything one ones i me my we our you your please
+    want wanted looking look find show give need would could should can may might will just
+    really very quite too so more most lots lot bit kind sort type maybe also only even
+    movie movies film films picture pictures flick flicks watch watching see seen tonight
+    book books read reading item items title titles
+    night evening weekend good great nice best fun new old made set released from"""
+    """ years year era""".split()
+)
+_WORDS = re.compile(r"[a-z][a-z'-]*")
+
+
+def unresolved_words(
+    intent: QueryIntent, categories: tuple[str, ...] | list[str] | None = None
+) -> list[str]:
+    """Content words of the request that the rules mapped to no constraint, in order (e.g.
+    "tearjerker", "seventies", "sword"): the hook for a parser beyond the rules. Category
+    words (of ``categories``, as in ``parse_query``), decades, years, "older"/"recent" and
+    filler words are resolved."""
+    vocab = _vocabulary(tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories)))
+    text = intent.text.lower()
+    for rx in (vocab.positive, _OLDER, _NEWER, _DECADE):
+        text = rx.sub(" ", text)
+    return [w for w in _WORDS.findall(text) if w not in _FILLER and w.strip("'-") not in _FILLER]

@@ -17,10 +17,15 @@ from frugalrec.text.encoders import (
     BACKENDS,
     INT8_RECIPES,
     TIERS,
+    EncoderSpec,
     LowFidelityWarning,
     ModelPackageMissingError,
     TextEncoder,
+    encoder_names,
+    encoder_spec,
     load_encoder,
+    register_encoder,
+    register_local_encoder,
 )
 from frugalrec.text.items import item_texts
 
@@ -29,9 +34,14 @@ __all__ = [
     "INT8_RECIPES",
     "TIERS",
     "EmbeddingCache",
+    "EncoderSpec",
     "LowFidelityWarning",
     "ModelPackageMissingError",
     "TextEncoder",
+    "encoder_names",
+    "encoder_spec",
     "item_texts",
     "load_encoder",
+    "register_encoder",
+    "register_local_encoder",
 ]
