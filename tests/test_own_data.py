@@ -389,6 +389,11 @@ def test_service_on_the_bookshop(tmp_path, shop) -> None:  # type: ignore[no-unt
         assert ids[0] not in [it["item_id"] for it in again]
         assert "describe what you would like" in c.get("/").text
         assert not FILM_WORDS.search(c.get("/").text)
+        # The page's open stats never show the catalogue's real user ids (e-mail addresses).
+        stats = c.get("/v1/stats")
+        assert stats.status_code == 200 and stats.json()["sample_users"] == []
+        raw = set(pd.read_csv(shop["interactions"])["user_id"].astype(str))
+        assert not any(u in stats.text for u in raw)
 
 
 # ---- the library facade ---------------------------------------------------------------------

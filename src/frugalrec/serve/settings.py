@@ -43,7 +43,11 @@ class ServeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: str = Field("ml-100k", description="ml-100k, or synthetic (small, for tests)")
+    dataset: str = Field(
+        "ml-100k",
+        description="ml-100k, synthetic (small, for tests), or a data-source spec (JSON of the "
+        "user's files)",
+    )
     pipeline_config: Path | None = Field(None, description="PipelineConfig JSON (default EASE)")
     store_url: str = Field(default_factory=default_store_url)
     model_dir: Path | None = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -38,6 +40,19 @@ async def metrics(state: State) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+# Built-in reference data whose user ids are public numbers, not anybody's identity.
+PUBLIC_ID_DATASETS = ("ml-100k", "synthetic")
+
+
+def sample_users(dataset: str, ids: Sequence[object], n: int = 12) -> list[str]:
+    """User ids the page may suggest: only from the built-in reference datasets. A user's own
+    catalogue holds real ids (e-mail addresses in the example bookshop) that an anonymous
+    reader must never see, so it suggests none."""
+    if dataset not in PUBLIC_ID_DATASETS:
+        return []
+    return [str(u) for u in ids[:n]]
+
+
 @router.get(
     "/v1/stats",
     response_model=LatencyStats,
@@ -51,5 +66,5 @@ async def stats(state: State, _reader: Reader) -> dict:
         "model_version": state.serving.version,
         "events_in_store": int(m.events_in_store._value.get()),
         "cache_hit_ratio": (m._hits / m._lookups) if m._lookups else None,
-        "sample_users": [str(u) for u in state.dataset.users_vocab.ids[:12]],
+        "sample_users": sample_users(state.settings.dataset, state.dataset.users_vocab.ids),
     }
