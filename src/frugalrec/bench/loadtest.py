@@ -168,6 +168,7 @@ def started_server(
     config: str | None = None,
     rate_limit: float = 1e6,
     server_args: list[str] | None = None,
+    server_cpus: set[int] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``frugalrec serve`` in a subprocess on a free port; yields (url, store url). The rate
     limits are lifted by default: one load generator stands in for many clients, and the
@@ -195,6 +196,9 @@ def started_server(
     cmd += server_args or []
     log = open(workdir / "server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if server_cpus:
+        # Set before the server starts its threads, which inherit it.
+        os.sched_setaffinity(proc.pid, server_cpus)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -686,9 +690,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--step", type=float, default=8.0, help="--sweep: seconds per search step")
     p.add_argument("--start-rate", type=float, default=250.0, help="--sweep: first rate tried")
+    p.add_argument(
+        "--server-cpus",
+        help="pin the server to these CPUs (e.g. 0) and the generator to --client-cpus, so "
+        "the generator's own CPU time neither slows the server nor makes its sends late",
+    )
+    p.add_argument("--client-cpus", help="CPUs of the load generator (with --server-cpus)")
     p.add_argument("--json", action="store_true", help="print only the JSON")
     p.add_argument("--out", type=Path, help="write the summary JSON here")
     return p
+
+
+def _cpus(text: str | None) -> set[int] | None:
+    """ "0,2-3" -> {0, 2, 3}; None for no pinning."""
+    if not text:
+        return None
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -697,6 +718,10 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    server_cpus = _cpus(args.server_cpus)
+    client_cpus = _cpus(args.client_cpus)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
     # A SIGTERM unwinds like Ctrl-C, so the server started here is stopped with it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     mix = tuple(float(x) for x in args.mix.split(","))
@@ -721,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_model": cpu_model(),
         "loadavg_before": _loadavg(),
         "server_args": args.server_arg,
+        "server_cpus": sorted(server_cpus) if server_cpus else None,
+        "client_cpus": sorted(client_cpus) if client_cpus else None,
     }
     with contextlib.ExitStack() as stack:
         store_url = args.store
@@ -741,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"--postgres: no server could start ({reason})")
             url, store_url = stack.enter_context(
                 started_server(workdir, key, args.dataset, pg_url, args.config,
-                               server_args=args.server_arg)
+                               server_args=args.server_arg, server_cpus=server_cpus)
             )  # fmt: skip
         if args.sweep:
             result = sweep(url, key, users, items, mix, store_url, args.step, args.duration,
