@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import numpy as np
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -44,7 +43,7 @@ async def metrics(state: State) -> Response:
 PUBLIC_ID_DATASETS = ("ml-100k", "synthetic")
 
 
-def sample_users(dataset: str, ids: Sequence[object], n: int = 12) -> list[str]:
+def sample_users(dataset: str, ids: np.ndarray, n: int = 12) -> list[str]:
     """User ids the page may suggest: only from the built-in reference datasets. A user's own
     catalogue holds real ids (e-mail addresses in the example bookshop) that an anonymous
     reader must never see, so it suggests none."""
