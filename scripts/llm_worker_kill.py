@@ -19,13 +19,10 @@ stopped with SIGTERM, whether any worker process was left running.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,12 +34,6 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _workers(server: psutil.Process) -> list[psutil.Process]:
@@ -65,33 +56,16 @@ def _running(pid: int) -> bool:
 
 
 def start_server(work: Path, threads: int) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FRUGALREC_PSEUDONYM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "FRUGALREC_THREADS": str(threads),
-        "OPENBLAS_NUM_THREADS": str(threads),
-    }
-    store = f"sqlite:///{work / 'store.db'}"
-    cmd = [sys.executable, "-c", "import sys; from frugalrec.cli import main; sys.exit(main())",
-           "serve", "--dataset", "ml-100k", "--rerank", "llm", "--llm-margin", "inf",
-           "--host", "127.0.0.1", "--port", str(port),
-           "--store", store, "--model-dir", str(work / "models")]  # fmt: skip
-    log = open(work / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 600
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {(work / 'server.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server did not become ready in 600 s")
+    from frugalrec.bench.loadtest import spawn_server
+
+    args = ["--dataset", "ml-100k", "--rerank", "llm", "--llm-margin", "inf",
+            "--store", f"sqlite:///{work / 'store.db'}",
+            "--model-dir", str(work / "models")]  # fmt: skip
+    env = {"FRUGALREC_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    try:
+        return spawn_server(work, args, env, ready_s=600)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _machine() -> dict[str, Any]:

@@ -159,6 +159,49 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def spawn_server(
+    workdir: Path,
+    serve_args: list[str],
+    env: dict[str, str] | None = None,
+    ready_s: float = 180.0,
+    server_cpus: set[int] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``frugalrec serve SERVE_ARGS`` in a subprocess on a free loopback port with a fresh
+    pseudonym key and one thread (``env`` adds or overrides variables), logging to
+    ``workdir/server.log``; returns (process, url) once ``/readyz`` answers. The caller stops
+    the process. Raises RuntimeError (with the log's tail) if it exits or is not ready."""
+    import httpx
+
+    port = _free_port()
+    full_env = {
+        **os.environ,
+        "FRUGALREC_PSEUDONYM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "OPENBLAS_NUM_THREADS": "1",
+        "FRUGALREC_THREADS": "1",
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-c", "import sys; from frugalrec.cli import main; sys.exit(main())",
+           "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args]  # fmt: skip
+    with open(workdir / "server.log", "w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    if server_cpus:
+        # Set before the server starts its threads, which inherit it.
+        os.sched_setaffinity(proc.pid, server_cpus)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(workdir / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not become ready in {ready_s:g} s")
+
+
 @contextlib.contextmanager
 def started_server(
     workdir: Path,
@@ -173,46 +216,22 @@ def started_server(
     """``frugalrec serve`` in a subprocess on a free port; yields (url, store url). The rate
     limits are lifted by default: one load generator stands in for many clients, and the
     measurement is of capacity and shedding, not of the per-client limits."""
-    import httpx
-
-    port = _free_port()
     store = store or f"sqlite:///{workdir / 'load.db'}"
-    env = {
-        **os.environ,
-        "FRUGALREC_API_KEYS": key,
-        "FRUGALREC_PSEUDONYM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "OPENBLAS_NUM_THREADS": "1",
-        "FRUGALREC_THREADS": "1",
-    }
-    cmd = [
-        sys.executable, "-c", "import sys; from frugalrec.cli import main; sys.exit(main())",
-        "serve", "--dataset", dataset, "--port", str(port), "--store", store,
-        "--model-dir", str(workdir / "models"),
+    args = [
+        "--dataset", dataset, "--store", store, "--model-dir", str(workdir / "models"),
         "--rate-limit", str(rate_limit), "--rate-burst", str(int(rate_limit * 2)),
         "--anonymous-rate-limit", str(rate_limit),
     ]  # fmt: skip
     if config:
-        cmd += ["--config", config]
-    cmd += server_args or []
-    log = open(workdir / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if server_cpus:
-        # Set before the server starts its threads, which inherit it.
-        os.sched_setaffinity(proc.pid, server_cpus)
-    url = f"http://127.0.0.1:{port}"
+        args += ["--config", config]
+    args += server_args or []
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: {(workdir / 'server.log').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become ready in 180 s")
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        proc, url = spawn_server(
+            workdir, args, {"FRUGALREC_API_KEYS": key}, server_cpus=server_cpus
+        )
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
+    try:
         yield url, store
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -220,7 +239,6 @@ def started_server(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 def pct(xs: list[float]) -> dict[str, float]:

@@ -21,12 +21,10 @@ vector): ``overhead_s = 1 / capacity - scoring_s``. The planner then sizes machi
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib.util
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,12 +38,6 @@ from frugalrec._io import cache_dir, write_json_atomic
 RATES = (50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0)
 P99_BUDGET_MS = 50.0
 ACHIEVED_FRACTION = 0.95
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _load_generator() -> list[str]:
@@ -64,40 +56,18 @@ def _load_generator() -> list[str]:
 def start_service(config: dict[str, Any] | None, dataset: str, workdir: Path) -> tuple[Any, str]:
     """``frugalrec serve`` on a free loopback port, limits lifted for one client; returns
     (process, url) once ``/readyz`` answers."""
-    import httpx
+    from frugalrec.bench.loadtest import spawn_server
 
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FRUGALREC_API_KEYS": secrets.token_urlsafe(24),
-        "FRUGALREC_PSEUDONYM_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "OPENBLAS_NUM_THREADS": "1",
-        "FRUGALREC_THREADS": "1",
-    }
-    cmd = [sys.executable, "-c", "import sys; from frugalrec.cli import main; sys.exit(main())",
-           "serve", "--dataset", dataset, "--port", str(port),
-           "--store", f"sqlite:///{workdir / 'svc.db'}", "--model-dir", str(workdir / "models"),
-           "--rate-limit", "1000000", "--rate-burst", "1000000",
-           "--anonymous-rate-limit", "1000000"]  # fmt: skip
+    args = ["--dataset", dataset, "--store", f"sqlite:///{workdir / 'svc.db'}",
+            "--model-dir", str(workdir / "models"),
+            "--rate-limit", "1000000", "--rate-burst", "1000000",
+            "--anonymous-rate-limit", "1000000"]  # fmt: skip
     if config is not None:
         cfg = workdir / "config.json"
         cfg.write_text(json.dumps(config))
-        cmd += ["--config", str(cfg)]
-    log = open(workdir / "server.log", "w")  # the server writes here until it stops
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(workdir / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("server did not become ready in 300 s")
+        args += ["--config", str(cfg)]
+    env = {"FRUGALREC_API_KEYS": secrets.token_urlsafe(24)}
+    return spawn_server(workdir, args, env, ready_s=300)
 
 
 def measure_capacity(
