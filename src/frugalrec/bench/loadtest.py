@@ -376,6 +376,133 @@ async def run_load(
     }
 
 
+def run_load_compiled(
+    url: str,
+    key: str,
+    rate: float,
+    duration: float,
+    users: list[str],
+    items: list[str],
+    mix: tuple[float, ...],
+    seed: int,
+    ts_base: float = 1.7e9,
+    retry_share: float = 0.1,
+    cpus: set[int] | None = None,
+) -> dict[str, Any]:
+    """``run_load``'s measurement with the compiled engine (``loadgen.c``) sending: the same
+    mix, event ids and retries, chosen here; the same summary keys."""
+    from frugalrec.bench import loadgen
+
+    hostport = url.split("://", 1)[1].rstrip("/")
+    host, _, port = hostport.partition(":")
+    rng = random.Random(seed)
+    n = int(rate * duration)
+    kinds = rng.choices(["rec", "event", "query"], weights=mix, k=n)
+    headers = {"Authorization": f"Bearer {key}"}
+    reqs: list[loadgen.Request] = []
+    events: dict[int, tuple[str, float]] = {}
+    for i, kind in enumerate(kinds):
+        due = i / rate
+        if kind == "rec":
+            path = f"/v1/users/{quote(rng.choice(users), safe='')}/recommendations?k=10"
+            reqs.append(loadgen.Request(due, loadgen.http_request("GET", path, host)))
+        elif kind == "event":
+            item = rng.choice(items)
+            ev: dict[str, Any] = {
+                "user_id": rng.choice(users),
+                "item_id": item,
+                "type": rng.choice(EVENT_TYPES),
+                "ts": ts_base + i * 1e-3,
+                "event_id": f"load-{ts_base:.0f}-{i}",
+            }
+            if ev["type"] == "rate":
+                ev["value"] = float(rng.randint(1, 5))
+            raw = loadgen.http_request("POST", "/v1/events", host, json.dumps(ev).encode(), headers)
+            reqs.append(loadgen.Request(due, raw, resend=rng.random() < retry_share))
+            events[i] = (item, ev["ts"])
+        else:
+            q: dict[str, Any] = {"text": rng.choice(QUERIES), "k": 10}
+            if rng.random() < 0.5:
+                q["user_id"] = rng.choice(users)
+            reqs.append(
+                loadgen.Request(
+                    due, loadgen.http_request("POST", "/v1/query", host, json.dumps(q).encode())
+                )
+            )
+    ans, engine = loadgen.run(host, int(port), reqs, cpus=cpus)
+    lat: dict[str, list[float]] = {"rec": [], "event": [], "query": []}
+    served: dict[str, list[float]] = {"rec": [], "event": [], "query": []}
+    statuses: dict[str, dict[int, int]] = {"rec": {}, "event": {}, "query": {}}
+    shed_ms: list[float] = []
+    errors: list[str] = []
+    ok_events: set[int] = set()
+    for row in ans:
+        idx, code, ms = int(row["idx"]), int(row["status"]), float(row["latency_ms"])
+        kind = kinds[idx]
+        lat[kind].append(ms)
+        statuses[kind][code] = statuses[kind].get(code, 0) + 1
+        if code == SHED:
+            shed_ms.append(ms)
+        elif 200 <= code < 300:
+            served[kind].append(ms)
+            if kind == "event":
+                ok_events.add(idx)
+        else:
+            errors.append(f"{kind} {code}")
+    rec_ok = (ans["status"] == 200) & np.array([kinds[int(i)] == "rec" for i in ans["idx"]])
+    server_ms = [float(x) for x in ans["server_total_ms"][rec_ok] if x >= 0]
+    first = ans[ans["attempt"] == 0]
+    wall = float(engine["wall_s"])
+    total = len(ans)
+    all_served = [x for v in served.values() for x in v]
+    retried_idx = [i for i, r in enumerate(reqs) if r.resend]
+    return {
+        "engine": "compiled",
+        "requests": n,
+        "wall_s": round(wall, 2),
+        "achieved_rps": round(n / wall, 1) if wall else 0.0,
+        "errors": len(errors),
+        "error_samples": errors[:10],
+        "latency_client": {k: pct(v) for k, v in lat.items()},
+        "rec_server_total_ms": pct(server_ms),
+        "statuses": {k: {str(c): m for c, m in v.items()} for k, v in statuses.items()},
+        "stale_keepalive_retries": int(engine["reconnects"]),
+        # When each request's first byte left, relative to its schedule (waits for a free
+        # connection included) and the engine's own timer lateness.
+        "scheduler_late_p99_ms": round(float(engine["send_late_p99_ms"]), 3),
+        "send_late_p99_ms": round(float(np.percentile(first["send_late_ms"], 99)), 3)
+        if len(first)
+        else 0.0,
+        "answers": total,
+        "shed": len(shed_ms),
+        "shed_share": round(len(shed_ms) / total, 4) if total else 0.0,
+        "served_rps": round(len(all_served) / wall, 1) if wall else 0.0,
+        "latency_served": {**{k: pct(v) for k, v in served.items()}, "all": pct(all_served)},
+        "latency_shed": pct(shed_ms),
+        "events_sent_twice": len(retried_idx),
+        "acked": [events[i] for i in sorted(ok_events)],
+        "retried": [events[i] for i in retried_idx],
+    }
+
+
+def resolve_engine(engine: str) -> str:
+    """ "auto" -> "compiled" when ``loadgen.c`` builds here, else "python"."""
+    if engine not in ("auto", "compiled", "python"):
+        raise ValueError(f"engine must be auto, compiled or python, not {engine!r}")
+    if engine == "python":
+        return engine
+    from frugalrec.bench import loadgen
+
+    try:
+        loadgen.binary()
+    except loadgen.LoadgenUnavailable as exc:
+        if engine == "compiled":
+            raise
+        print(f"loadtest: {exc}; using the Python engine", file=sys.stderr)
+        return "python"
+    return "compiled"
+
+
 def _run(coro: Any) -> Any:
     try:
         import uvloop
@@ -480,21 +607,31 @@ def run(
     store_url: str | None = None,
     retry_share: float = 0.1,
     ts_base: float = 1.7e9,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """One measurement against the server at ``url``: a warm-up at the same rate (not
     counted), then ``duration`` s at ``rate``; the summary dict (with the store check when
-    ``store_url`` is given)."""
+    ``store_url`` is given). ``engine``: "compiled" (``loadgen.c``), "python" (asyncio), or
+    "auto" (compiled where a C compiler is at hand)."""
     import httpx
+
+    engine = resolve_engine(engine)
+
+    def load(secs: float, sd: int, base: float) -> dict[str, Any]:
+        if engine == "compiled":
+            return run_load_compiled(url, key, rate, secs, users, items, mix, sd, base,
+                                     retry_share)  # fmt: skip
+        out: dict[str, Any] = _run(
+            run_load(url, key, rate, secs, users, items, mix, sd, base, retry_share)
+        )
+        return {"engine": "python", **out}
 
     warm: dict[str, Any] = {"acked": [], "retried": []}
     if warmup > 0:
-        warm = _run(
-            run_load(url, key, rate, warmup, users, items, mix, seed + 1, ts_base - 5e5,
-                     retry_share)
-        )  # fmt: skip
+        warm = load(warmup, seed + 1, ts_base - 5e5)
     load_start = _loadavg()
     metrics_before = httpx.get(url + "/metrics").text
-    res = _run(run_load(url, key, rate, duration, users, items, mix, seed, ts_base, retry_share))
+    res = load(duration, seed, ts_base)
     load_end = _loadavg()
     metrics = httpx.get(url + "/metrics").text
     acked, retried = res.pop("acked"), res.pop("retried")
@@ -574,6 +711,7 @@ def sweep(
     max_rate: float = 20_000.0,
     retry_share: float = 0.1,
     progress: bool = True,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Capacity search (doubling up from ``start_rate``, or halving down to 10/s when it
     already misses; then bisection to 5%), then 0.5x/1x/2x/3x of it."""
@@ -584,7 +722,7 @@ def sweep(
         ts_base[0] += 1e6  # each run's events have their own ts range
         s = run(url, key, rate, duration, users, items, mix, seed=len(steps),
                 warmup=2.0, store_url=store_url, retry_share=retry_share,
-                ts_base=ts_base[0])  # fmt: skip
+                ts_base=ts_base[0], engine=engine)  # fmt: skip
         rec = s["latency_client"].get("rec") or {}
         if progress:
             print(
@@ -714,6 +852,14 @@ def _parser() -> argparse.ArgumentParser:
         "the generator's own CPU time neither slows the server nor makes its sends late",
     )
     p.add_argument("--client-cpus", help="CPUs of the load generator (with --server-cpus)")
+    p.add_argument(
+        "--engine",
+        choices=["auto", "compiled", "python"],
+        default="auto",
+        help="who sends: the compiled open-loop engine (loadgen.c, built with cc on first "
+        "use; keeps its schedule at thousands of requests/s on one core), the asyncio one, "
+        "or auto (compiled where cc exists)",
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON")
     p.add_argument("--out", type=Path, help="write the summary JSON here")
     return p
@@ -791,11 +937,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             result = sweep(url, key, users, items, mix, store_url, args.step, args.duration,
                            args.start_rate, retry_share=args.retry_share,
-                           progress=not args.json)  # fmt: skip
+                           progress=not args.json, engine=args.engine)  # fmt: skip
             summary = {**head, **result, "loadavg_after": _loadavg()}
         else:
             one = run(url, key, args.rate, args.duration, users, items, mix, args.seed,
-                      args.warmup, store_url, args.retry_share)  # fmt: skip
+                      args.warmup, store_url, args.retry_share, engine=args.engine)  # fmt: skip
             summary = {**head, **one}
     text = json.dumps(summary, indent=2)
     if args.sweep and not args.json:
