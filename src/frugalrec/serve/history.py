@@ -21,6 +21,7 @@ from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.schemas import EventIn
 from frugalrec.serve.store import EventConflict, Store, StoredEvent
 from frugalrec.serve.training import is_positive
+from frugalrec.serve.writer import GroupCommit
 
 
 class UserHistory:
@@ -42,6 +43,7 @@ class UserHistory:
         self.forget_count = 0
         self.overlays = UserCache(max(1024, result_cache_size))
         self.results = UserCache(result_cache_size)
+        self.writer = GroupCommit(store, self._committed)
 
     def pseudonym(self, user_id: str) -> str:
         return self.pseudonymiser.pseudonym(user_id)
@@ -96,8 +98,9 @@ class UserHistory:
         return np.r_[np.setdiff1d(hist, pos), pos].astype(np.int64)
 
     # ---- writes --------------------------------------------------------------------------
-    def add_events(self, events: list[EventIn], batch: bool) -> int:
-        """Validate against the catalogue, store in one transaction, invalidate caches.
+    async def add_events(self, events: list[EventIn], batch: bool) -> int:
+        """Validate against the catalogue, store durably (committed together with the
+        events of concurrent requests, each request all or nothing), invalidate caches.
         Returns how many of ``events`` are now durably stored: an event whose ``event_id``
         the user already sent was stored by that first request and counts the same, so a
         retry is acknowledged exactly like the original.
@@ -130,7 +133,7 @@ class UserHistory:
             for e in events
         ]
         try:
-            new = self.store.add_events(rows)
+            await self.writer.add(rows)
         except EventConflict as exc:
             name = f"events[{exc.index}].event_id" if batch else "event_id"
             raise ApiError(
@@ -142,11 +145,18 @@ class UserHistory:
             ) from exc
         for p in {r.user for r in rows}:
             self.invalidate(p)
+        return len(rows)
+
+    def _committed(self, new: int, rows: int) -> None:
+        """Counters after a durable commit (the writer thread; the counters are atomic)."""
         self.metrics.events.inc(new)
         self.metrics.events_in_store.inc(new)
-        if new < len(rows):
-            self.metrics.events_repeated.inc(len(rows) - new)
-        return len(rows)
+        if new < rows:
+            self.metrics.events_repeated.inc(rows - new)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer (before the store closes)."""
+        self.writer.close()
 
     def forget(self, user_id: str) -> int:
         """Delete the user's events and cached results; their dataset history stops being

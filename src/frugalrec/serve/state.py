@@ -130,6 +130,7 @@ class ServiceState:
         return self.history.pseudonym(user_id)
 
     def close(self) -> None:
+        self.history.close()
         self.store.close()
         # A model that runs in a worker process holds one: let it go with the service.
         close_llm = getattr(self.llm, "close", None)

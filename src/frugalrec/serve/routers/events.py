@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["events"], responses=REFUSALS)
     "whose event_id this user already sent stores nothing new and gets the same answer, so "
     "a client that saw a timeout or a 503 retries safely.",
 )
-def post_events(state: State, _writer: Writer, body: EventsBody) -> dict:
+async def post_events(state: State, _writer: Writer, body: EventsBody) -> dict:
     batch = isinstance(body, EventBatchIn)
     events = body.events if isinstance(body, EventBatchIn) else [body]
     limit = state.settings.max_batch
@@ -43,4 +43,4 @@ def post_events(state: State, _writer: Writer, body: EventsBody) -> dict:
         raise ApiError(
             422, "invalid_request", f"events: at most {limit} events per batch", field="events"
         )
-    return {"stored": state.history.add_events(events, batch), "durable": True}
+    return {"stored": await state.history.add_events(events, batch), "durable": True}
