@@ -44,9 +44,16 @@ class ServerThread:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         from frugalrec.cli.serve import UVICORN_LOOP
+        from frugalrec.serve.app import http_protocol
 
+        # As `frugalrec serve` runs it: the same loop and the shedding protocol.
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", loop=UVICORN_LOOP
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            loop=UVICORN_LOOP,
+            http=http_protocol(app),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

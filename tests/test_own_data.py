@@ -358,7 +358,7 @@ def test_service_on_the_bookshop(tmp_path, shop) -> None:  # type: ignore[no-unt
     ).to_spec()
     settings = ServeSettings.from_environment(
         api_keys=[API_KEY], dataset=spec, store_url=f"sqlite:///{tmp_path / 's.db'}",
-        model_dir=tmp_path / "models",
+        model_dir=tmp_path / "models", max_loop_lag_ms=0,
     )  # fmt: skip
     with TestClient(create_app(settings)) as c:
         user = pd.read_csv(shop["interactions"])["user_id"].iloc[3]

@@ -42,6 +42,7 @@ def live_server(tmp_path):
         dataset=os.environ.get("FRUGALREC_PAGE_DATASET", "synthetic"),
         store_url=f"sqlite:///{tmp_path / 'page.db'}",
         model_dir=tmp_path / "models",
+        max_loop_lag_ms=0,  # a late loop on a shared machine must not refuse the page
     )
     port = _free_port()
     server = uvicorn.Server(

@@ -5,6 +5,7 @@ always carry Retry-After; keys get at least the anonymous limits by default."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -28,16 +29,17 @@ def test_a_full_write_lane_refuses_at_once_and_reads_go_on(make_client):
     """Writers block inside the handler (the store is slow): the third writer is refused
     with 503 + Retry-After while the first two are still in flight, reads are unaffected."""
     c = make_client(max_in_flight_writes=2)
-    history = c.app.state.service.history
+    writer = c.app.state.service.history.writer
     release, entered = threading.Event(), threading.Semaphore(0)
-    real = history.add_events
+    real = writer.add
 
-    def slow_add(events, batch):
+    async def slow_add(rows):
+        # The commit waits for the test (off the event loop, which must stay free).
         entered.release()
-        assert release.wait(30)
-        return real(events, batch)
+        assert await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+        await real(rows)
 
-    history.add_events = slow_add
+    writer.add = slow_add
     ev = {"user_id": "u1", "item_id": "i1", "type": "like"}
     answers: list[Any] = []
     writers = [
@@ -93,7 +95,8 @@ def test_the_read_queue_is_bounded_on_the_event_loop(make_client, monkeypatch):
     request that arrives while the loop is busy would wait its turn. Here each one holds
     the loop for 30 ms; of 24 requests that arrive meanwhile at most the limit are served
     per turn and the rest are refused in that turn, before any queued one has run."""
-    c = make_client(max_in_flight=3)
+    # The in-flight bound alone (the loop-lag signal has its own test below).
+    c = make_client(max_in_flight=3, max_loop_lag_ms=0)
     responder = c.app.state.service.responder
     real = responder.recommend
     ran: list[str] = []
@@ -168,6 +171,7 @@ def test_keys_get_at_least_the_anonymous_limits_by_default():
     assert args.rate_burst >= 2 * args.anonymous_rate_limit  # the CLI's anonymous burst
     assert args.max_in_flight == s.max_in_flight
     assert args.max_in_flight_writes == s.max_in_flight_writes
+    assert args.max_loop_lag_ms == s.max_loop_lag_ms
 
 
 def test_serve_help_says_what_each_limit_protects(capsys):
@@ -191,3 +195,102 @@ def test_openapi_lists_refusals_and_strict_bools(make_client):
     r = c.post("/v1/query", json={"text": "comedy", "explain": 0})
     assert r.status_code == 422 and r.json()["field"] == "explain"
     assert c.post("/v1/query", json={"text": "comedy", "explain": True}).status_code == 200
+
+
+def _read_answer(s: Any) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[
+            1
+        ]
+    )
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _raw_get(port: int, path: str) -> bytes:
+    """One GET on a fresh connection; the whole raw answer (status line, headers, body)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return _read_answer(s)
+
+
+def _parts(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v for k, _, v in (h.partition(": ") for h in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_protocol_refuses_with_the_middlewares_answer_before_any_task(make_client):
+    """`frugalrec serve` refuses in the HTTP protocol, when the headers are parsed: the same
+    status, headers and body as the middleware's refusal, counted the same, and no ASGI task
+    (so no middleware, no handler) ever exists for it."""
+    c = make_client(max_in_flight=2)
+    admission = c.app.state.admission
+    with ServerThread(c.app) as srv:
+        assert _parts(_raw_get(srv.port, "/v1/users/u1/recommendations"))[0] == 200
+        admission.in_flight["read"] = 2  # the read lane is full
+        tasks_before = len(srv.server.server_state.tasks)
+        code, headers, body = _parts(_raw_get(srv.port, "/v1/users/u1/recommendations"))
+        assert len(srv.server.server_state.tasks) == tasks_before
+        # Health is never shed, even with the lane full.
+        assert _parts(_raw_get(srv.port, "/healthz"))[0] == 200
+        metrics = _parts(_raw_get(srv.port, "/metrics"))[2].decode()
+        admission.in_flight["read"] = 0
+    # The middleware's refusal of the same request (TestClient has no protocol).
+    admission.in_flight["read"] = 2
+    via_middleware = c.get("/v1/users/u1/recommendations")
+    admission.in_flight["read"] = 0
+    assert code == via_middleware.status_code == 503
+    assert body == via_middleware.content
+    for h in ("content-type", "content-length", "retry-after"):
+        assert headers[h] == via_middleware.headers[h], h
+    assert json.loads(body)["error"] == "overloaded"
+    assert 'frugalrec_shed_total{lane="read"} 1.0' in metrics
+
+
+def test_a_late_event_loop_refuses_what_queued_behind_it(make_client, monkeypatch):
+    """The in-flight count cannot see requests waiting in the socket queue while the loop
+    is busy; the loop-lag signal does: one request holds the loop for 80 ms, the requests
+    that arrive meanwhile are refused (the in-flight limit is far away), and once the loop
+    has caught up requests are served again."""
+    c = make_client(max_in_flight=1000, max_loop_lag_ms=5)
+    responder = c.app.state.service.responder
+    real = responder.recommend
+    started = threading.Event()
+
+    def slow(user_id, k, explain_, budget_ms):
+        if user_id == "slow":
+            started.set()
+            time.sleep(0.08)  # model time on the loop
+        return real(user_id, k, explain_, budget_ms)
+
+    monkeypatch.setattr(responder, "recommend", slow)
+    import socket
+
+    with ServerThread(c.app) as srv:
+        # Keep-alive connections, opened and used once before (as a client pool is).
+        pool = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(8)]
+        for s in pool:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_answer(s)
+        first = threading.Thread(target=_raw_get, args=(srv.port, "/v1/users/slow/recommendations"))
+        first.start()
+        assert started.wait(10)
+        for i, s in enumerate(pool):  # sent while the loop is held
+            s.sendall(f"GET /v1/users/u{i}/recommendations HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = [_parts(_read_answer(s))[0] for s in pool]
+        first.join(30)
+        for s in pool:
+            s.close()
+        time.sleep(0.05)
+        after = _parts(_raw_get(srv.port, "/v1/users/u1/recommendations"))[0]
+    assert set(got) == {503}, got
+    assert after == 200

@@ -14,6 +14,7 @@ from typing import Any
 # kernel's socket buffers where no in-flight limit can see it (measured: with uvloop a burst
 # of 24 requests on 24 connections is served one by one and none is refused).
 UVICORN_LOOP = "asyncio"
+SWITCH_INTERVAL_S = 0.001
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--max-in-flight",
         type=int,
-        default=16,
+        default=6,
         help="reads in flight in this process before the next is refused with 503 + "
         "Retry-After (load shedding): protects the latency of the requests it serves "
         "when many clients together offer more than its capacity",
@@ -55,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         default=8,
         help="writes (events, forget, retrain) in flight before 503 + Retry-After",
+    )
+    p.add_argument(
+        "--max-loop-lag-ms",
+        type=float,
+        default=3.0,
+        help="refuse new requests with 503 + Retry-After while the event loop runs this "
+        "late (requests waiting in the socket queue that no in-flight count sees); 0: off",
     )
     p.add_argument("--max-body-bytes", type=int, default=256 * 1024)
     p.add_argument(
@@ -95,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "anonymous_rate_limit_burst": max(1, int(2 * args.anonymous_rate_limit)),
         "max_in_flight": args.max_in_flight,
         "max_in_flight_writes": args.max_in_flight_writes,
+        "max_loop_lag_ms": args.max_loop_lag_ms,
         "max_body_bytes": args.max_body_bytes,
         "cors_origins": tuple(args.cors_origin),
         "rerank": args.rerank,
@@ -119,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     import uvicorn
 
-    from frugalrec.serve.app import create_app
+    from frugalrec.serve.app import create_app, http_protocol
 
     llm_note = f" and the LLM {settings.llm_model}" if settings.rerank == "llm" else ""
     shown = args.dataset or args.interactions
@@ -136,6 +145,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # out of the collector's generations so a full collection never walks it mid-request.
     gc.collect()
     gc.freeze()
+    # The serving loop holds the interpreter lock almost all the time under load; a thread
+    # that needs it back (the group-commit writer after each store call, the LLM worker's
+    # reader) would wait the default 5 ms each time. 1 ms bounds those waits.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     # No access log: request paths carry the caller's user ids.
     uvicorn.run(
         app,
@@ -144,5 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         loop=UVICORN_LOOP,
+        # Refusals decided when the headers are parsed: a few bytes, no ASGI task.
+        http=http_protocol(app),
     )
     return 0

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frugalrec.data.dataset import Dataset
-from frugalrec.serve.admission import AdmissionControl
+from frugalrec.serve.admission import Admission, AdmissionControl, shedding_protocol
 from frugalrec.serve.errors import install_error_handlers
 from frugalrec.serve.metrics import ServiceMetrics
 from frugalrec.serve.routers import admin, events, items, ops, query, users
@@ -118,11 +118,18 @@ def create_app(settings: ServeSettings, dataset: Dataset | None = None, llm: Any
         client_keys=app.state.client_keys,
         metrics=service.metrics,
     )
-    app.add_middleware(
-        AdmissionControl,
-        metrics=service.metrics,
-        read_limit=settings.max_in_flight,
-        write_limit=settings.max_in_flight_writes,
+    app.state.admission = Admission(
+        service.metrics,
+        settings.max_in_flight,
+        settings.max_in_flight_writes,
+        settings.max_loop_lag_ms,
     )
+    app.add_middleware(AdmissionControl, admission=app.state.admission)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
+
+
+def http_protocol(app: FastAPI) -> type:
+    """The uvicorn HTTP protocol class to serve ``app`` with (``uvicorn.run(..., http=)``):
+    refusals decided when a request's headers are parsed, before any ASGI work."""
+    return shedding_protocol(app.state.admission, app.state.service.metrics)

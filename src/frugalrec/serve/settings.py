@@ -76,15 +76,22 @@ class ServeSettings(BaseModel):
     )
     # Admission control (load shedding) per worker process: past these many requests in
     # flight the next is answered 503 + Retry-After at once. What is admitted in one turn of
-    # the event loop runs one after another, so the worst wait is about limit x the server
-    # time of one request: 16 x ~0.3-1 ms of a cheap recommendation keeps two turns well
-    # inside a 50 ms p99 (BENCHMARKS.md, "Service capacity and load shedding"); writes each
-    # wait for a durable commit (an fsync), so fewer. Scale with the server time per request.
+    # the event loop runs one after another, and every request that arrives meanwhile waits
+    # in the socket queue, so a turn's length is about limit x the server time of one
+    # request (~0.45 ms): 6 keeps the refusals of a server offered twice its capacity under
+    # 10 ms (BENCHMARKS.md, "Service capacity and load shedding"); writes wait for a
+    # group commit. Scale with the server time per request.
     max_in_flight: int = Field(
-        16, ge=1, description="reads in flight per worker before 503 (load shedding)"
+        6, ge=1, description="reads in flight per worker before 503 (load shedding)"
     )
     max_in_flight_writes: int = Field(
         8, ge=1, description="writes in flight per worker before 503 (load shedding)"
+    )
+    # The wait no in-flight count sees: requests queued in the kernel while the event loop
+    # is busy. Past this lateness of the loop's heartbeat, new requests are refused until it
+    # catches up (0: off).
+    max_loop_lag_ms: float = Field(
+        3.0, ge=0, description="event-loop lag before 503 (load shedding); 0 turns it off"
     )
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1)
