@@ -196,9 +196,9 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         chosen = json.loads(Path(args.choose_from).read_text())
         if chosen.get("stage") != "valid":
             raise ValueError(f"{args.choose_from}: --choose-from takes a record of --stage valid")
-        w = str(chosen["best_weight_here"])
-        out["chosen_on_valid"] = {"weight": float(w), "from": args.choose_from,
-                                  **out["by_weight"][w]}  # fmt: skip
+        wkey = str(chosen["best_weight_here"])
+        out["chosen_on_valid"] = {"weight": float(wkey), "from": args.choose_from,
+                                  **out["by_weight"][wkey]}  # fmt: skip
     out.update({"users_index": s["users"][sample].tolist(),
                 "llm_prob": np.round(probs, 5).tolist(), "cpu_model": cpu_model(),
                 "machine_before": before, "machine_after": machine(),
