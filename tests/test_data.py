@@ -162,3 +162,27 @@ def test_cold_item_split_protocol(ml100k) -> None:  # type: ignore[no-untyped-de
     assert not cold_valid & cold and abs(len(cold_valid) / 1682 - 0.1) < 0.01
     assert not cold_valid & set(ml100k.item[s.train_mask].tolist())
     assert set(ml100k.item[s.valid_mask].tolist()) == cold_valid
+
+
+def test_exported_cold_item_split_reads_back_with_the_same_candidates(ml100k, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An exported cold-item split, read back, ranks valid among its own cold items and test
+    among the cold items, exactly like the built-in protocol (same item ids)."""
+    from frugalrec.cli import main
+    from frugalrec.data.sources import load_external_split
+
+    d = tmp_path / "cold"
+    assert main(["export-split", "--dataset", "ml-100k", "--protocol", "cold-item",
+                 "--out", str(d)]) == 0  # fmt: skip
+    builtin = make_split(ml100k, "cold-item")
+    ext = load_external_split(d / "train.csv", d / "valid.csv", d / "test.csv",
+                              d / "items.csv", d / "cold_items.csv")  # fmt: skip
+
+    def ids(split, idx):  # type: ignore[no-untyped-def]
+        return set(split.dataset.items_vocab.ids[idx].astype(str).tolist())
+
+    assert ext.valid_candidates is not None and ext.test_candidates is not None
+    assert ids(ext, ext.valid_candidates) == ids(builtin, builtin.valid_candidates)
+    assert ids(ext, ext.test_candidates) == ids(builtin, builtin.test_candidates)
+    # without --cold-items nothing is restricted (a random split has warm valid items)
+    plain = load_external_split(d / "train.csv", d / "valid.csv", d / "test.csv")
+    assert plain.valid_candidates is None and plain.test_candidates is None

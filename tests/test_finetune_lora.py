@@ -128,3 +128,74 @@ def test_examples_use_training_rows_only() -> None:
         # the answer is the user's own held-out TRAIN item, never in the shown history
         assert (e.user, target) in train_pairs and target not in set(e.history.tolist())
         assert all((e.user, int(i)) in train_pairs for i in e.history)
+
+
+def test_holdout_rows_pick_one_training_row_per_user() -> None:
+    from frugalrec.llm.lora import holdout_rows
+    from frugalrec.llm.request import history_in_order
+
+    split = garden_split()
+    ds, train = split.dataset, split.train_mask
+    users = np.unique(ds.user[train])
+    latest = holdout_rows(ds, train, "latest")
+    assert not np.any(latest & ~train)
+    assert sorted(ds.user[latest].tolist()) == users.tolist()  # every shopper has 3 train rows
+    for u in users:
+        assert ds.item[latest & (ds.user == u)].tolist() == [history_in_order(ds, u, train)[-1]]
+    a, b = (holdout_rows(ds, train, "random", seed=s) for s in (3, 4))
+    assert not np.any(a & ~train) and sorted(ds.user[a].tolist()) == users.tolist()
+    assert np.array_equal(a, holdout_rows(ds, train, "random", seed=3))  # seeded
+    assert not np.array_equal(a, b)  # ... and a different seed picks other rows
+    assert not holdout_rows(ds, train, "latest", min_items=4).any()  # nobody has 4
+    with pytest.raises(ValueError, match="latest"):
+        holdout_rows(ds, train, "oldest")
+
+
+def test_examples_predict_the_held_out_training_row() -> None:
+    """With held-out rows the answer is that row's item, the cheap stage never saw it, and
+    held-out rows outside train are refused."""
+    from frugalrec.llm.lora import holdout_rows, verbaliser_examples
+    from frugalrec.models.itemknn import ItemKNNRecommender
+
+    split = garden_split()
+    ds, train = split.dataset, split.train_mask
+    held = holdout_rows(ds, train, "random", seed=5)
+    cheap = ItemKNNRecommender().fit(ds.subset(train & ~held))
+    ex, counts = verbaliser_examples(ds, train, cheap, n=100, candidates=5, held_out=held)
+    assert ex and counts["users_tried"] == len(np.unique(ds.user[train]))
+    target_of = dict(zip(ds.user[held].tolist(), ds.item[held].tolist(), strict=True))
+    for e in ex:
+        assert int(e.candidates[e.label]) == target_of[e.user]
+        assert target_of[e.user] not in set(e.history.tolist()) and len(e.history) == 2
+    bad = held.copy()
+    bad[np.flatnonzero(split.valid_mask)[0]] = True
+    with pytest.raises(ValueError, match="training rows"):
+        verbaliser_examples(ds, train, cheap, n=5, held_out=bad)
+
+
+@needs_peft
+def test_training_stops_at_max_seconds() -> None:
+    from frugalrec.llm.lora import LoraTrainConfig, train_lora
+
+    cfg = LoraTrainConfig(r=2, alpha=4, epochs=3, accumulate=4, candidates=4)
+    _, rec = train_lora(tiny_llama(), toy_examples(), cfg, max_seconds=0.0)
+    assert rec["training"]["stopped_at_max_seconds"] is True
+    assert rec["training"]["examples"] == cfg.accumulate  # after the first optimiser step
+    _, full = train_lora(tiny_llama(), toy_examples(), cfg)
+    assert not full["training"]["stopped_at_max_seconds"]
+    assert full["training"]["examples"] == cfg.epochs * 24
+
+
+@needs_peft
+def test_label_logits_equal_the_full_forward_at_the_last_position() -> None:
+    """Only the last position goes through the output head; the label logits are those of
+    the full forward pass."""
+    import torch
+
+    from frugalrec.llm.lora import label_logits
+
+    model = tiny_llama()
+    ids, lab, _ = toy_examples()[0]
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids])).logits[0, -1][torch.as_tensor(lab)]
+        torch.testing.assert_close(label_logits(model, ids, lab), full)

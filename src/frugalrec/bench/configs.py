@@ -91,14 +91,19 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     extra: dict[str, Any] = {}
     item_vectors = None
     encoder_bytes = 0
+    split = make_split(ds, "random")
+    cold = make_split(ds, "cold-item")
+    encoders = {"random": config.encoder, "cold-item": config.encoder}
+    training = None
+    if config.finetune:
+        encoders, training, extra["finetune"] = _finetune_encoders(config, split, cold)
     if config.encoder != "none":
-        item_vectors, enc_info = _encode_catalogue(ds, config, quick)
+        item_vectors, enc_info = _encode_catalogue(ds, config, quick, encoders["random"])
         offline.update(enc_info.pop("offline"))
         encoder_bytes = int(enc_info.get("model_bytes", 0))
         extra["encoder"] = enc_info
     fit_kwargs = {"item_vectors": item_vectors} if cls.uses_item_vectors else {}
 
-    split = make_split(ds, "random")
     t0 = time.perf_counter()
     model = cls(model_cfg).fit(split.train_dataset(with_valid=True), **fit_kwargs)
     offline["fit_seconds"] = time.perf_counter() - t0
@@ -115,8 +120,13 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
         f"ndcg@{config.k}": float(q[f"ndcg@{config.k}"].mean()),
         f"recall@{config.k}": float(q[f"recall@{config.k}"].mean()),
     }
-    cold = make_split(ds, "cold-item")
-    cold_model = cls(model_cfg).fit(cold.train_dataset(with_valid=True), **fit_kwargs)
+    cold_kwargs = fit_kwargs
+    if config.finetune and cls.uses_item_vectors:
+        # The cold-item quality needs an encoder that never saw the cold items' interactions.
+        from frugalrec.text.features import item_features
+
+        cold_kwargs = {"item_vectors": item_features(ds, encoders["cold-item"], config.backend)}
+    cold_model = cls(model_cfg).fit(cold.train_dataset(with_valid=True), **cold_kwargs)
     quality[f"cold_ndcg@{config.k}"] = float(
         evaluate_model(cold_model, cold, "test", ks=(config.k,), n_boot=0).metrics[
             f"ndcg@{config.k}"
@@ -150,7 +160,48 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
         "bytes_per_request": float(sum(s["bytes_moved"] for s in stages if s["batch_size"] == 1)),
         "stages": stages,
     }
-    return {"config": config.to_dict(), "quality": quality, "cost": cost, "extra": extra}
+    out = {"config": config.to_dict(), "quality": quality, "cost": cost, "extra": extra}
+    if training is not None:
+        out["training"] = training
+    return out
+
+
+def training_block(record: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tune record's cost (:func:`frugalrec.text.finetune.finetune_encoder`) as the
+    ``training`` block of a CostRecord: wall and CPU seconds, examples, examples/s, peak MB."""
+    t = record["training"]
+    return {
+        "wall_seconds": float(t["wall_seconds"]),
+        "cpu_seconds": float(t["cpu_seconds"]),
+        "examples": int(t["examples"]),
+        "examples_per_second": t.get("examples_per_second"),
+        "peak_rss_mb": float(t["peak_rss_bytes"]) / 2**20,
+    }
+
+
+def _finetune_encoders(
+    config: PipelineConfig, split: Any, cold: Any
+) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Fine-tune ``config.encoder`` on each split's TRAINING interactions (valid picks the
+    epoch; cached by data and config), returning the encoder names per split, the training
+    block (the random split's fine-tune: what a deployment trains once per retrain) and a
+    summary of both records."""
+    from frugalrec.evaluate.finetune import finetune_for_split
+    from frugalrec.text.finetune import FinetuneConfig
+
+    fcfg = FinetuneConfig.from_dict(config.finetune)
+    names: dict[str, str] = {}
+    summary: dict[str, Any] = {}
+    for protocol, sp in (("random", split), ("cold-item", cold)):
+        res = finetune_for_split(sp, config.encoder, config=fcfg)
+        names[protocol] = res.name
+        summary[protocol] = {
+            "name": res.name, "cached": res.cached, "pairs": res.record.get("pairs"),
+            "best_epoch": res.record.get("best_epoch"),
+            "valid_per_epoch": res.record.get("valid_per_epoch"),
+            "training": training_block(res.record),
+        }  # fmt: skip
+    return names, summary["random"]["training"], summary
 
 
 def learned_bytes(model: Any) -> int:
@@ -169,14 +220,16 @@ def learned_bytes(model: Any) -> int:
 
 
 def _encode_catalogue(
-    ds: Any, config: PipelineConfig, quick: bool
+    ds: Any, config: PipelineConfig, quick: bool, name: str | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Item vectors through the cache, plus what encoding costs (measured uncached)."""
+    """Item vectors through the cache, plus what encoding costs (measured uncached).
+    ``name``: the encoder to load instead of ``config.encoder`` (a fine-tuned one)."""
     from frugalrec.text import item_texts, load_encoder
     from frugalrec.text.features import item_features
 
+    name = name or config.encoder
     t0 = time.perf_counter()
-    encoder = load_encoder(config.encoder, config.backend)
+    encoder = load_encoder(name, config.backend)
     load_s = time.perf_counter() - t0
     texts = item_texts(ds.items)
     # Encoding speed is measured on a sample without the cache (the cache would make a
@@ -195,7 +248,7 @@ def _encode_catalogue(
 
     with engine_from_env() as engine:  # --engine ray: the catalogue is encoded on the cluster
         batch_encoder = engine_encoder(encoder, engine)
-        vectors = item_features(ds, config.encoder, config.backend, encoder=batch_encoder)
+        vectors = item_features(ds, name, config.backend, encoder=batch_encoder)
     info = encoder.info()
     return vectors, {
         "key": encoder.key,
@@ -532,6 +585,8 @@ def run_bench(
             "projections": projections[r["config"]["name"]],
             "stages": r["cost"]["stages"] if not quick else _summarise_stages(r["cost"]["stages"]),
             "extra": r.get("extra", {}),
+            # a fine-tuned configuration's one-off training (plan adds it to $/month)
+            **({"training": r["training"]} if r.get("training") else {}),
         })  # fmt: skip
     write_json_atomic(out / "bench.json", records)
     write_json_atomic(out / "projection_error.json", error)

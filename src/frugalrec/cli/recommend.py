@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--llm-adapter",
         metavar="DIR",
-        help="a LoRA adapter folder (python -m frugalrec.llm.lora train); served by torch",
+        help="a LoRA adapter folder (python -m frugalrec.bench.lora train); served by torch",
     )
     p.add_argument(
         "--explain",

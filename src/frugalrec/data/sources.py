@@ -203,7 +203,10 @@ def load_external_split(
 ) -> Split:
     """A split someone else made: three ``user,item`` files (+ items, + cold-item list).
 
-    With ``cold_items`` (CSV with column ``item``) the test ranks only among those items.
+    With ``cold_items`` (CSV with column ``item``) the test ranks only among those items,
+    and valid ranks only among its own cold items (items in ``valid`` that never occur in
+    ``train``), when it has any: the construction of the built-in ``cold-item`` protocol, so
+    an exported and re-read split tunes (and early-stops) on the same task as the built-in one.
     With ``pseudonymiser`` user ids become keyed pseudonyms at ingestion.
     Raises :class:`DataValidationError` naming file, line and field.
     """
@@ -250,4 +253,11 @@ def load_external_split(
                 [Problem(str(cold_items), f"items not in the catalogue: {missing}", field="item")]
             )
         test_cand = np.unique(idx)
-    return Split(ds, "external", stage == 0, stage == 1, stage == 2, None, test_cand)
+    valid_cand = None
+    if test_cand is not None:
+        in_train = np.zeros(ds.n_items, dtype=bool)
+        in_train[ds.item[stage == 0]] = True
+        valid_items = np.unique(ds.item[stage == 1])
+        valid_items = valid_items[~in_train[valid_items]]
+        valid_cand = valid_items.astype(np.int64) if len(valid_items) else None
+    return Split(ds, "external", stage == 0, stage == 1, stage == 2, valid_cand, test_cand)

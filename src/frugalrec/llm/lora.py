@@ -1,12 +1,16 @@
 """A LoRA-tuned one-pass verbaliser re-ranker (LlamaRec's recipe on a small local LLM).
 
-Training examples come from the split's TRAINING interactions only: for a user, the last
-training item (by time) is held out, the cheap stage (fitted on train) ranks the catalogue
-from the rest of the history, and when the held-out item is among its top-K the example is
-the re-ranker's own prompt (:meth:`LLMReranker.prompt`: candidates labelled A, B, C...) with
-the held-out item's letter as the answer. The loss is the cross-entropy over the K label
-logits at the last position, exactly the quantity :meth:`LLMReranker.llm_scores` turns into
-scores. Only the LoRA matrices (``peft``) train; the base weights stay as loaded.
+Training examples come from the split's TRAINING interactions only: for a user, one training
+item is held out (:func:`holdout_rows`: the latest by time, or a seeded random one, which is
+what a random-protocol test item looks like), the cheap stage ranks the catalogue from the
+rest of the history, and when the held-out item is among its top-K the example is the
+re-ranker's own prompt (:meth:`LLMReranker.prompt`: candidates labelled A, B, C...) with the
+held-out item's letter as the answer. The cheap stage is fitted on the training rows
+*without* the held-out ones (:func:`holdout_rows`), so an example is drawn the way a test
+request is: the item to predict was never in the cheap stage's data. The loss is the
+cross-entropy over the K label logits at the last position, exactly the quantity
+:meth:`LLMReranker.llm_scores` turns into scores. Only the LoRA matrices (``peft``) train;
+the base weights stay as loaded.
 
 Weights for training come from the GGUF through transformers' GGUF loader (dequantised to
 float32), so no model hub is involved. The adapter is saved by peft as
@@ -15,12 +19,12 @@ base model, examples, training cost, loss curve) beside them. :class:`LoraGGUFLL
 through torch (transformers + peft), behind the same :class:`~frugalrec.llm.runtime.LLM`
 interface as the zero-shot runtimes.
 
-``python -m frugalrec.llm.lora train|eval`` runs the ml-100k experiment (see BENCHMARKS.md).
+``python -m frugalrec.bench.lora train|eval`` runs the ml-100k experiment (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
 import json
 import resource
@@ -56,6 +60,8 @@ class LoraTrainConfig(JsonConfig):
     candidates: int = 10
     history_items: int = 10
     seed: int = 42
+    # "bfloat16": forward/backward under torch's CPU autocast (LoRA weights stay float32).
+    autocast: str = "none"
 
     def validate(self) -> None:
         if self.r < 1 or self.alpha < 1 or self.epochs < 1 or self.accumulate < 1:
@@ -64,6 +70,8 @@ class LoraTrainConfig(JsonConfig):
             raise ValueError("LoraTrainConfig: dropout in [0, 1), lr > 0")
         if not 2 <= self.candidates <= 26:
             raise ValueError("LoraTrainConfig.candidates must be in 2..26")
+        if self.autocast not in ("none", "bfloat16"):
+            raise ValueError("LoraTrainConfig.autocast must be 'none' or 'bfloat16'")
 
     def target_modules(self) -> list[str]:
         return [t.strip() for t in self.targets.split(",") if t.strip()]
@@ -80,6 +88,32 @@ class Example:
     label: int
 
 
+def holdout_rows(
+    ds: Any, train_mask: np.ndarray, how: str = "latest", seed: int = 42, min_items: int = 3
+) -> np.ndarray:
+    """bool [n_rows]: one training row per user with >= ``min_items`` training rows, the
+    user's latest by time (``how="latest"``) or a seeded random one (``"random"``). Always a
+    subset of ``train_mask``: fit the cheap stage on ``train_mask & ~held`` and hand ``held``
+    to :func:`verbaliser_examples`."""
+    if how not in ("latest", "random"):
+        raise ValueError("holdout_rows: how must be 'latest' or 'random'")
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(train_mask)
+    # rows grouped by user, by time within a user (stable: ties keep row order)
+    order = np.lexsort((ds.timestamp[rows], ds.user[rows]))
+    rows = rows[order]
+    _, start, counts = np.unique(ds.user[rows], return_index=True, return_counts=True)
+    keep = counts >= min_items
+    start, counts = start[keep], counts[keep]
+    if how == "latest":
+        pick = start + counts - 1
+    else:
+        pick = start + (rng.random(len(counts)) * counts).astype(np.int64)
+    held = np.zeros(len(train_mask), dtype=bool)
+    held[rows[pick]] = True
+    return held
+
+
 def verbaliser_examples(
     ds: Any,
     train_mask: np.ndarray,
@@ -87,30 +121,42 @@ def verbaliser_examples(
     n: int,
     candidates: int = 10,
     seed: int = 42,
+    held_out: np.ndarray | None = None,
 ) -> tuple[list[Example], dict[str, int]]:
     """Up to ``n`` examples from training interactions only (``train_mask`` over ``ds``'s
-    rows); ``cheap`` is a Recommender fitted on the training interactions.
+    rows); ``cheap`` is a Recommender fitted on training interactions.
 
     Users are visited in a seeded order; a user with >= 3 training items gives one example
-    when the cheap stage, folded in on the history without the held-out (latest) item, ranks
-    that item in its top ``candidates``. Returns the examples and counts (users tried, hits).
+    when the cheap stage, folded in on the history without the held-out item, ranks that item
+    in its top ``candidates``. The held-out item is the user's row in ``held_out`` (bool over
+    rows, a subset of ``train_mask``: :func:`holdout_rows`) or, without it, the latest
+    training item. Returns the examples and counts (users tried, hits).
     """
     import scipy.sparse as sp
 
     from frugalrec.llm.request import history_in_order
 
+    if held_out is not None and np.any(held_out & ~train_mask):
+        raise ValueError("verbaliser_examples: held-out rows must be training rows")
     rng = np.random.default_rng(seed)
     train_users = np.unique(ds.user[train_mask])
+    target_of: dict[int, int] = {}
+    if held_out is not None:
+        target_of = dict(zip(ds.user[held_out].tolist(), ds.item[held_out].tolist(), strict=True))
     out: list[Example] = []
     tried = 0
     for u in rng.permutation(train_users):
         if len(out) >= n:
             break
         hist = history_in_order(ds, int(u), train_mask)
-        if len(hist) < 3:
+        if len(hist) < 3 or (held_out is not None and int(u) not in target_of):
             continue
         tried += 1
-        target, rest = int(hist[-1]), hist[:-1]
+        if held_out is None:
+            target, rest = int(hist[-1]), hist[:-1]
+        else:
+            target = target_of[int(u)]
+            rest = hist[hist != target]
         row = sp.csr_matrix(
             (np.ones(len(rest), np.float32), (np.zeros(len(rest), np.int64), rest)),
             shape=(1, ds.n_items),
@@ -139,11 +185,24 @@ def attach_lora(model: Any, config: LoraTrainConfig) -> Any:
 
 
 def label_logits(model: Any, ids: Sequence[int], label_ids: np.ndarray) -> Any:
-    """Logits (torch [K]) of the label tokens at the position after ``ids``."""
+    """Logits (torch [K], float32) of the label tokens at the position after ``ids``.
+
+    Only the last position goes through the output head (``logits_to_keep=1``): a 49k-token
+    vocabulary projected at every prompt position is about a fifth of SmolLM2's forward pass
+    and all of it wasted here.
+    """
     import torch
 
-    out = model(input_ids=torch.tensor([list(ids)], dtype=torch.long)).logits[0, -1]
-    return out[torch.as_tensor(label_ids, dtype=torch.long)]
+    out = model(input_ids=torch.tensor([list(ids)], dtype=torch.long), logits_to_keep=1)
+    return out.logits[0, -1][torch.as_tensor(label_ids, dtype=torch.long)].float()
+
+
+def _autocast(kind: str) -> Any:
+    import torch
+
+    if kind == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_lora(
@@ -151,11 +210,13 @@ def train_lora(
     examples: Sequence[tuple[Sequence[int], np.ndarray, int]],
     config: LoraTrainConfig,
     progress: bool = False,
+    max_seconds: float | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train LoRA adapters on ``(prompt token ids, label token ids [K], answer position)``
     examples; returns (the peft model, a record with the loss curve and the training cost:
     wall/CPU seconds, examples/s, peak RSS). Gradient accumulation over ``accumulate``
-    examples (prompts differ in length, so no padding is needed)."""
+    examples (prompts differ in length, so no padding is needed). ``max_seconds``: stop
+    after the first optimiser step past this wall time (the record says so)."""
     import torch
 
     from frugalrec._threads import configure_threads, thread_count
@@ -170,6 +231,7 @@ def train_lora(
     losses: list[float] = []
     cpu0, t0 = time.process_time(), time.perf_counter()
     seen = 0
+    stopped = False
     bar = None
     if progress:
         from tqdm import tqdm
@@ -179,7 +241,8 @@ def train_lora(
         opt.zero_grad(set_to_none=True)
         for step, j in enumerate(rng.permutation(len(examples)), start=1):
             ids, lab_ids, label = examples[int(j)]
-            z = label_logits(peft_model, ids, lab_ids)
+            with _autocast(config.autocast):
+                z = label_logits(peft_model, ids, lab_ids)
             loss = torch.nn.functional.cross_entropy(z[None], torch.tensor([label]))
             (loss / config.accumulate).backward()
             losses.append(float(loss.detach()))
@@ -187,9 +250,15 @@ def train_lora(
             if step % config.accumulate == 0 or step == len(examples):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                    stopped = True
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"loss {np.mean(losses[-config.accumulate :]):.3f}")
+            if stopped:
+                break
+        if stopped:
+            break
     if bar is not None:
         bar.close()
     peft_model.eval()
@@ -205,6 +274,7 @@ def train_lora(
             "cpu_seconds": time.process_time() - cpu0,
             "examples": seen,
             "examples_per_second": seen / wall if wall > 0 else None,
+            "stopped_at_max_seconds": stopped,
             "peak_rss_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
             "threads": int(torch.get_num_threads()),
         },
@@ -283,128 +353,3 @@ def _worker_factory(
 ) -> LoraGGUFLLM:
     """Built in the worker process (``runtime`` only labels the worker's LLM)."""
     return LoraGGUFLLM(name, adapter, threads)
-
-
-# ---- the ml-100k experiment -----------------------------------------------------------------
-
-
-def _prompts(llm: Any, reranker: Any, examples: Sequence[Example]) -> list[Any]:
-    return [
-        (llm.token_ids([reranker.prompt(e.history, e.candidates)])[0], reranker.label_ids, e.label)
-        for e in examples
-    ]
-
-
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    """Fit EASE on ml-100k's random-split TRAIN interactions, build examples, train LoRA."""
-    from frugalrec.data.sources import load_dataset
-    from frugalrec.data.splits import make_split
-    from frugalrec.llm.bench import machine
-    from frugalrec.llm.request import fit_cheap_model
-    from frugalrec.llm.reranker import LLMReranker, RerankerConfig
-
-    cfg = LoraTrainConfig(
-        examples=args.examples, epochs=args.epochs, r=args.r, lr=args.lr, seed=args.seed
-    )
-    cfg.validate()
-    before = machine()
-    ds = load_dataset(args.dataset)
-    split = make_split(ds, "random", seed=42)
-    cheap = fit_cheap_model(split.train_dataset())
-    examples, counts = verbaliser_examples(
-        ds, split.train_mask, cheap, cfg.examples, cfg.candidates, cfg.seed
-    )
-    llm = TransformersGGUFLLM(args.llm)
-    rr = LLMReranker(
-        llm, ds.items, RerankerConfig(candidates=cfg.candidates, history_items=cfg.history_items)
-    )
-    data = _prompts(llm, rr, examples)
-    peft_model, record = train_lora(llm.model, data, cfg, progress=True)
-    record.update(
-        {"base": args.llm, "dataset": args.dataset, "split": "random (seed 42), train only",
-         "example_counts": counts, "machine_before": before, "machine_after": machine(),
-         "mean_prompt_tokens": float(np.mean([len(d[0]) for d in data]))}
-    )  # fmt: skip
-    save_adapter(peft_model, args.out, record)
-    return record
-
-
-def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """Paired NDCG@10 of the re-ranked lists vs the cheap stage on a seeded test sample."""
-    from frugalrec.evaluate.metrics import bootstrap_ci
-    from frugalrec.llm.bench import _ndcg, _ordered_history, _setup, machine
-    from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
-
-    before = machine()
-    s = _setup(args.seed, args.users, "test")
-    ds, sample = s["ds"], s["sample"]
-    llm = (
-        load_adapter_llm(args.llm, args.adapter) if args.adapter else TransformersGGUFLLM(args.llm)
-    )
-    K = args.candidates
-    rr = LLMReranker(llm, ds.items, RerankerConfig(candidates=K, history_items=args.history))
-    cand = s["top"][sample, :K]
-    probs = np.zeros((len(sample), K), np.float32)
-    t0 = time.perf_counter()
-    for r, i in enumerate(sample):
-        probs[r] = rr.llm_scores([_ordered_history(ds, s["users"][i], s["mask"])], cand[r : r + 1])[
-            0
-        ]
-        if (r + 1) % 10 == 0:
-            print(f"{r + 1}/{len(sample)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    rel = s["test"][sample]
-    cheap = _ndcg(s["top"][sample, :10], rel)
-    rng = np.random.default_rng(args.seed)
-    out: dict[str, Any] = {
-        "llm": llm.info(), "users": len(sample), "sample": f"seeded (seed {args.seed})",
-        "candidates": K, "cheap_ndcg@10": float(cheap.mean()), "by_weight": {},
-        "ms_per_request_mean": (time.perf_counter() - t0) * 1e3 / max(1, len(sample)),
-        "machine_before": before,
-    }  # fmt: skip
-    for w in (0.3, 0.5, 1.0):
-        ids, _ = blend(cand, s["scores"][sample, :K], probs, w)
-        full = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, :10]
-        diff = _ndcg(full, rel) - cheap
-        lo, hi = bootstrap_ci(diff, rng, n_boot=2000)
-        out["by_weight"][str(w)] = {
-            "ndcg@10": float(cheap.mean() + diff.mean()),
-            "paired_diff_mean": float(diff.mean()),
-            "paired_diff_ci95": [float(lo), float(hi)],
-        }
-    out["machine_after"] = machine()
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m frugalrec.llm.lora train|eval``."""
-    p = argparse.ArgumentParser(prog="python -m frugalrec.llm.lora")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train a LoRA verbaliser on training-split histories")
-    t.add_argument("--dataset", default="ml-100k")
-    t.add_argument("--llm", default=DEFAULT_MODEL)
-    t.add_argument("--examples", type=int, default=200)
-    t.add_argument("--epochs", type=int, default=1)
-    t.add_argument("--r", type=int, default=8)
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--out", required=True, help="adapter folder")
-    e = sub.add_parser("eval", help="paired NDCG@10 vs the cheap stage on sampled test users")
-    e.add_argument("--llm", default=DEFAULT_MODEL)
-    e.add_argument("--adapter", default="", help="adapter folder ('' = zero-shot)")
-    e.add_argument("--users", type=int, default=300)
-    e.add_argument("--candidates", type=int, default=10)
-    e.add_argument("--history", type=int, default=10)
-    e.add_argument("--seed", type=int, default=0)
-    for q in (t, e):
-        q.add_argument("--json", help="write the record here")
-    args = p.parse_args(argv)
-    rec = cmd_train(args) if args.cmd == "train" else cmd_eval(args)
-    if args.json:
-        write_json_atomic(args.json, rec)
-    summary = {k: v for k, v in rec.items() if k not in ("loss_per_example",)}
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -425,7 +425,9 @@ class TransformersGGUFLLM:
             t0 = time.perf_counter()
             ids = self._ids(prompt)
             with torch.inference_mode():
-                logits = self.model(torch.tensor([ids])).logits[0, -1]
+                # Only the last position through the output head (a large-vocabulary
+                # projection at every prompt position is wasted work here).
+                logits = self.model(torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
             rows.append(logits.float().numpy())
             self.timings.append(
                 CallTiming("forward", len(ids), 0, 0, (time.perf_counter() - t0) * 1e3)

@@ -37,6 +37,9 @@ class PipelineConfig(JsonConfig):
     # thread for a 1 x d GEMV costs more than the GEMV when the other core is busy
     # (measured on ml-100k: textmap p50 8.0 ms with 2 threads under load).
     threads: int = 1
+    # Fine-tune the encoder on the split's training interactions before fitting (issue #17):
+    # FinetuneConfig fields, {} = the frozen encoder. bench records what training costs.
+    finetune: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -45,7 +48,7 @@ class PipelineConfig(JsonConfig):
     def default_name(self) -> str:
         parts = [self.model]
         if self.encoder != "none":
-            parts.append(f"{self.encoder}-{self.backend}")
+            parts.append(f"{self.encoder}{'-ft' if self.finetune else ''}-{self.backend}")
         if self.retrieval != "exact":
             parts.append(self.retrieval)
         if self.reranker != "none":
@@ -65,6 +68,19 @@ class PipelineConfig(JsonConfig):
                 resolve_backend(self.encoder, None if self.backend == "none" else self.backend)
             except ValueError as exc:
                 raise ValueError(f"PipelineConfig.backend: {exc}") from None
+        if self.finetune:
+            from frugalrec.text.finetune import FinetuneConfig
+            from frugalrec.text.registry import encoder_spec
+
+            if self.encoder == "none" or encoder_spec(self.encoder).kind != "sentence-transformers":
+                raise ValueError(
+                    f"PipelineConfig.finetune: encoder {self.encoder!r} cannot be fine-tuned "
+                    "(minilm or mpnet)"
+                )
+            try:
+                FinetuneConfig.from_dict(self.finetune).validate()
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"PipelineConfig.finetune: {exc}") from None
         if not _RERANKER.match(self.reranker):
             raise ValueError(
                 f"PipelineConfig.reranker: {self.reranker!r} is not none | llm | llm-<name>"
