@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, default=0, help="per-LLM time budget (0: all requests)"
     )
     ap.add_argument("--seed", type=int, default=0, help="order of the requests under a budget")
+    ap.add_argument("--examples", type=int, default=5, help="worked examples in the LLM prompt")
+    ap.add_argument(
+        "--extend-includes",
+        action="store_true",
+        help="let the LLM add categories where the rules found some too",
+    )
     args = ap.parse_args(argv)
 
     from frugalrec.data.sources import load_dataset
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": "ml-100k",
         "encoder": enc.key,
         "requests": len(requests),
+        "requests_file": os.path.relpath(args.requests, ROOT),
+        "prompt_examples": args.examples,
+        "extend_includes": args.extend_includes,
         "metric": "precision@10: share of the top 10 meeting the hand-written constraints",
         "machine_before": machine(),
         "parsers": {},
@@ -110,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             llm = load_llm(name)
             load_s = time.perf_counter() - t0
-        parser = IntentParser(cats, span, llm)
+        parser = IntentParser(
+            cats, span, llm, examples=args.examples, extend_includes=args.extend_includes
+        )
         rows, prec, ms, llm_ms = [], [], [], []
         t_start = time.perf_counter()
         for r, ok in zip(requests, truth, strict=True):

@@ -51,23 +51,66 @@ def test_parse_answer_keeps_only_catalogue_categories_and_orders_years() -> None
 def test_the_rules_alone_answer_what_they_resolve() -> None:
     llm = FakeLLM(replies=['{"include":["Gardening"],"exclude":[],"from":null,"to":null}'])
     p = IntentParser(CATS, SPAN, llm)
-    intent = p.parse("a crime story, no poetry, from the 90s")
-    assert unresolved_words(intent, CATS) == ["story"] and p.last_used_llm
     intent = p.parse("crime books, no poetry, from the 90s")
     assert unresolved_words(intent, CATS) == []
-    assert not p.last_used_llm and len(llm.grammars) == 1 and intent.parser == "rules"
+    assert not p.last_used_llm and intent.parser == "rules"
     assert intent.include == {"Crime"} and intent.exclude == {"Poetry"}
     assert (intent.year_min, intent.year_max) == (1990, 1999)
+    # "story" is left, but the rules found a category, read the negation and the decade:
+    # nothing is open for the LLM to add, so it is not asked.
+    intent = p.parse("a crime story, no poetry, from the 90s")
+    assert unresolved_words(intent, CATS) == ["story"]
+    assert p.open_fields(intent) == (False, False, False)
+    assert not p.last_used_llm and llm.grammars == [] and intent.include == {"Crime"}
+    # Everyday words of the category-word table ("verses", "recipes", "the sixties").
+    intent = p.parse("verses about the sea from the sixties, no recipes")
+    assert intent.include == {"Poetry"} and intent.exclude == {"Cookery"}
+    assert (intent.year_min, intent.year_max) == (1960, 1969) and not p.last_used_llm
 
 
 def test_the_llm_fills_in_what_the_rules_leave_unresolved() -> None:
     llm = FakeLLM(replies=['{"include":["Poetry"],"exclude":["Cookery"],"from":1960,"to":1969}'])
     p = IntentParser(CATS, SPAN, llm)
-    intent = p.parse("verses about the sea from the sixties, no recipes")
-    assert p.last_used_llm and llm.grammars == [p.grammar]
+    intent = p.parse("old rhymes about the sea, nothing about kitchens")
+    assert p.open_fields(parse_query(intent.raw, SPAN, CATS)) == (True, True, True)
+    assert p.last_used_llm and llm.grammars == [p.grammar_for(True, True)] == [p.grammar]
     assert intent.parser == "rules+fake"
     assert intent.include == {"Poetry"} and intent.exclude == {"Cookery"}
     assert (intent.year_min, intent.year_max) == (1960, 1969)
+
+
+def test_the_llm_may_only_add_what_the_request_leaves_open() -> None:
+    """No negation left over: the exclusion list is fixed to []; no time word: the years to
+    null; the rules found a category: the LLM's are not added. Enforced on the answer
+    too (a runtime may ignore the grammar)."""
+    reply = '{"include":["Travel"],"exclude":["Crime"],"from":1960,"to":1969}'
+    p = IntentParser(CATS, SPAN, FakeLLM(replies=[reply]))
+    intent = p.parse("rhymes about the sea and the wind")
+    assert p.last_used_llm and p.last_grammar == p.grammar_for(False, False)
+    lines = dict(ln.split(" ::= ", 1) for ln in p.last_grammar.strip().splitlines())
+    assert lines["root"].endswith(
+        '"exclude\\":" "[]" ",\\"from\\":" "null" ",\\"to\\":" "null" "}"'
+    )
+    assert intent.include == {"Travel"} and not intent.exclude
+    assert (intent.year_min, intent.year_max) == (None, None)
+    intent = p.parse("poetry about the sea and the wind")  # a category found: not asked
+    assert not p.last_used_llm and intent.include == {"Poetry"}
+    p2 = IntentParser(CATS, SPAN, FakeLLM(replies=[reply]), extend_includes=True)
+    intent = p2.parse("poetry about the sea and the wind")
+    assert p2.last_used_llm and intent.include == {"Poetry", "Travel"} and not intent.exclude
+
+
+def test_the_prompt_examples_come_from_the_catalogue_and_vary() -> None:
+    p = IntentParser(CATS, SPAN, FakeLLM())
+    prompt = p.prompt("something for a rainy day")
+    answers = [json.loads(ln[len("JSON: ") :]) for ln in prompt.splitlines()
+               if ln.startswith("JSON: {")]  # fmt: skip
+    assert len(answers) == 5
+    named = {c for a in answers for c in a["include"] + a["exclude"]}
+    assert named <= set(CATS) and len(named) >= 3
+    assert len({json.dumps(a, sort_keys=True) for a in answers}) == 5  # no two alike
+    assert sum(a["from"] is None and a["to"] is None for a in answers) >= 3
+    assert "Examples" not in IntentParser(CATS, SPAN, FakeLLM(), examples=0).prompt("x")
 
 
 def test_the_rules_constraints_stand_against_the_llm() -> None:
