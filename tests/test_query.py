@@ -125,3 +125,32 @@ def test_scoring_rereads_a_reference_parse_against_the_catalogue() -> None:
     assert intent.include == {"Cooking"} and intent.exclude == {"Romance"}
     s = score_query(intent, np.zeros(2, np.float32), np.zeros((3, 2), np.float32), items)
     assert int(np.argmax(s)) == 0
+
+
+def test_category_words_pick_the_first_alternative_the_catalogue_has() -> None:
+    """'rom-com' asks for comedy *and* romance where a catalogue has both, for its own
+    'Romantic Comedy' where that is what it has; a catalogue with neither reads nothing."""
+    assert parse_query("a rom-com", categories=("Comedy", "Drama", "Romance")).include == {
+        "Comedy",
+        "Romance",
+    }
+    only = parse_query("a rom-com", categories=("Romantic Comedy", "Drama", "Comedy"))
+    assert only.include == {"Romantic Comedy"}
+    assert parse_query("a rom-com", categories=("Drama", "Poetry")).include == set()
+
+
+def test_a_catalogue_extends_and_overrides_the_category_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from frugalrec.pipeline.query import load_category_words
+
+    cats = ("Crime", "Mystery", "Gardening")
+    f = tmp_path / "words.json"
+    f.write_text('{"words": {"whodunnit": [["crime"]], "Allotment": [["gardening"]]}}')
+    words = load_category_words(f)
+    assert words == {"whodunnit": (("crime",),), "allotment": (("gardening",),)}
+    assert parse_query("a whodunnit", categories=cats).include == {"Mystery"}  # packaged
+    got = parse_query("a whodunnit, no allotment books", categories=cats, words=words)
+    assert got.include == {"Crime"} and got.exclude == {"Gardening"}
+    for bad in ('{"words": {"x": "crime"}}', '{"words": {"x": [[]]}}', "[1, 2]"):
+        f.write_text(bad)
+        with pytest.raises(ValueError):
+            load_category_words(f)

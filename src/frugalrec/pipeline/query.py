@@ -180,8 +180,8 @@ def _vocabulary(categories: tuple[str, ...], words: CategoryWords | None = None)
         never = re.compile(r"(?!x)x")
         vocab = _Vocabulary({}, never, never, never)
     else:
-        alt = "|".join(re.escape(w) for w in sorted(phrases, key=len, reverse=True))
-        one = rf"(?:{alt})s?"
+        any_phrase = "|".join(re.escape(w) for w in sorted(phrases, key=len, reverse=True))
+        one = rf"(?:{any_phrase})s?"
         # A negation takes its category and any joined by "or"/"nor" ("no horror or gore");
         # one free word may stand between ("no sappy romance").
         more = rf"(?:\s*,?\s*(?:or|nor)\s+{_LEAD}{one})*"
@@ -189,7 +189,7 @@ def _vocabulary(categories: tuple[str, ...], words: CategoryWords | None = None)
         vocab = _Vocabulary(
             {k: frozenset(v) for k, v in phrases.items()},
             re.compile(neg, re.IGNORECASE),
-            re.compile(rf"\b({alt})s?\b", re.IGNORECASE),
+            re.compile(rf"\b({any_phrase})s?\b", re.IGNORECASE),
             re.compile(rf"\b{_DEGREE}\s+(?:[a-z-]+\s+)??{one}\b", re.IGNORECASE),
         )
     if len(_VOCABS) > 32:
