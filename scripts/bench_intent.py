@@ -62,7 +62,11 @@ def meets(items: Any, expected: dict[str, Any]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--requests", default=str(ROOT / "tests/data/intent_requests.jsonl"))
+    ap.add_argument(
+        "--requests",
+        default=str(ROOT / "tests/data/intent_requests.jsonl"),
+        help="JSONL file(s), comma-separated (default: the test set)",
+    )
     ap.add_argument("--llms", default="", help="comma-separated LLM names (rules always run)")
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--backend", default="torch")
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from frugalrec.pipeline.query import catalogue_categories, score_query
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
-    requests = [json.loads(ln) for ln in Path(args.requests).read_text().splitlines() if ln]
+    requests = [json.loads(ln) for f in args.requests.split(",")
+                for ln in Path(f).read_text().splitlines() if ln]  # fmt: skip
     ds = load_dataset("ml-100k")
     items = ds.items
     enc = load_encoder(args.encoder, args.backend)
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": "ml-100k",
         "encoder": enc.key,
         "requests": len(requests),
-        "requests_file": os.path.relpath(args.requests, ROOT),
+        "requests_files": [os.path.relpath(f, ROOT) for f in args.requests.split(",")],
         "prompt_examples": args.examples,
         "extend_includes": args.extend_includes,
         "metric": "precision@10: share of the top 10 meeting the hand-written constraints",

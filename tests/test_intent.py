@@ -148,7 +148,25 @@ def test_the_grammar_constrained_answer_always_parses_even_for_hostile_requests(
     llm = load_llm("smollm2-135m")
     p = IntentParser(CATS, SPAN, llm)
     for request in HOSTILE:
-        text = llm.generate(p.prompt(request), p.max_tokens, grammar=p.grammar)
-        answer = parse_answer(text, CATS, SPAN)
-        assert answer is not None, (request, text)
-        assert set(answer.include) | set(answer.exclude) <= set(CATS)
+        for exclude, years in ((True, True), (False, False)):
+            grammar = p.grammar_for(exclude, years)
+            text = llm.generate(p.prompt(request), p.max_tokens, grammar=grammar)
+            answer = parse_answer(text, CATS, SPAN)
+            assert answer is not None, (request, text)
+            assert set(answer.include) | set(answer.exclude) <= set(CATS)
+            if not exclude:
+                assert answer.exclude == () and answer.year_min is None is answer.year_max
+
+
+def test_degrees_and_ages_open_nothing() -> None:
+    """ "isn't too long" is a degree, not an exclusion; "six-year-old" is an age, not a
+    period: neither opens a field the LLM could then fill by guessing."""
+    p = IntentParser(CATS, SPAN, FakeLLM())
+    assert p.open_fields(parse_query("a crime story that isn't too long", SPAN, CATS)) == (
+        False, False, False,
+    )  # fmt: skip
+    six = parse_query("rhymes for my six-year-old", SPAN, CATS)  # "year-old": Children's
+    assert six.include == {"Children's"} and p.open_fields(six) == (False, False, False)
+    assert p.open_fields(parse_query("rhymes for a 6-year-old", SPAN, CATS))[2] is False
+    assert p.open_fields(parse_query("rhymes from recent years", SPAN, CATS))[2] is False
+    assert p.open_fields(parse_query("rhymes my gran read in her early years", SPAN, CATS))[2]

@@ -75,14 +75,15 @@ def intent_grammar(
 # exclusion or a period: only then may the LLM answer one.
 _NEG_CUE = re.compile(
     r"\b(?:no|not|never|without|except|excluding|avoid|nothing|none|isn'?t|aren'?t|wasn'?t|"
-    r"don'?t|doesn'?t|hate|skip|rather than|instead of|other than|free of|minus)\b",
+    r"don'?t|doesn'?t|hate|skip|rather than|instead of|other than|free of|minus)\b"
+    r"(?!\s+(?:too|very|so|that|overly)\b)",  # "isn't too long": a degree
     re.IGNORECASE,
 )
-_TIME_CUE = re.compile(
-    r"\d|\b(?:twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties|decades?|"
-    r"century|era|period|old|older|oldies?|new|newer|newest|recent|recently|latest|modern|"
-    r"classics?|vintage|contemporary|silent|golden age|black[- ]and[- ]white|"
-    r"years?|today|nowadays|lately|current)\b",
+_TIME_CUE = re.compile(  # whole words only: "six-year-old" is an age, not a period
+    r"(?<![\w-])(?:\d{4}s?|'?\d0'?s|'\d\d|twenties|thirties|forties|fifties|sixties|"
+    r"seventies|eighties|nineties|decades?|century|era|period|old|older|oldies?|new|newer|"
+    r"newest|recent|recently|latest|modern|classics?|vintage|contemporary|silent|golden age|"
+    r"black[- ]and[- ]white|today|nowadays|lately|current|years?)(?![\w-])",
     re.IGNORECASE,
 )
 
