@@ -170,3 +170,23 @@ def test_degrees_and_ages_open_nothing() -> None:
     assert p.open_fields(parse_query("rhymes for a 6-year-old", SPAN, CATS))[2] is False
     assert p.open_fields(parse_query("rhymes from recent years", SPAN, CATS))[2] is False
     assert p.open_fields(parse_query("rhymes my gran read in her early years", SPAN, CATS))[2]
+
+
+def test_the_dev_sets_are_separate_from_the_test_set_and_well_formed() -> None:
+    """Rules and prompt are developed on the dev sets only; the test set is measured once."""
+    from pathlib import Path
+
+    from frugalrec.pipeline.query import DEFAULT_CATEGORIES
+
+    data = Path(__file__).parent / "data"
+    sets = {
+        name: [json.loads(ln) for ln in (data / f"{name}.jsonl").read_text().splitlines() if ln]
+        for name in ("intent_requests", "intent_requests_dev", "intent_requests_dev_b")
+    }
+    assert len(sets["intent_requests_dev"]) + len(sets["intent_requests_dev_b"]) >= 100
+    texts = [{r["request"].lower() for r in rows} for rows in sets.values()]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    for rows in sets.values():
+        for r in rows:
+            assert set(r) == {"request", "include", "exclude", "year_min", "year_max"}
+            assert set(r["include"]) | set(r["exclude"]) <= set(DEFAULT_CATEGORIES), r
