@@ -385,6 +385,21 @@ def test_bench_llm_configs_are_opt_in_and_valid():
     for c in llm:
         c.validate()
         assert PipelineConfig.from_json(c.to_json()) == c
+    # Every rung of the ladder (bench --llm), or the ones named (bench --llm NAMES).
+    rungs = ["smollm2-135m", "gemma3-270m", "qwen2.5-0.5b", "qwen2.5-1.5b"]
+    assert [c.reranker for c in llm] == [f"llm-{r}" for r in rungs]
+    named = [c for c in default_grid(True, llm=("qwen2.5-1.5b",)) if c.reranker != "none"]
+    assert [c.reranker for c in named] == ["llm-qwen2.5-1.5b"]
+
+
+def test_bench_llm_flag_reads_rungs_from_the_registry():
+    from frugalrec.cli import UsageError
+    from frugalrec.cli.bench import llm_rungs
+
+    assert llm_rungs(None) is False and llm_rungs("all") is True
+    assert llm_rungs("gemma3-270m, qwen2.5-0.5b") == ("gemma3-270m", "qwen2.5-0.5b")
+    with pytest.raises(UsageError, match="gpt-9"):
+        llm_rungs("gemma3-270m,gpt-9")
 
 
 def test_cascade_calibration_replaces_the_prior(tiny, model):
@@ -409,3 +424,17 @@ def test_no_seen_or_out_of_catalogue_items_on_ml100k_for_every_user(ml100k):
         assert not set(ids.tolist()) & set(h.tolist())
         fired += ans["route"]["llm_fired"]
     assert fired == ml100k.n_users
+
+
+def test_every_rung_carries_its_measured_cpu_cost_into_the_cascade_prior():
+    """The cascade's budget decision before calibration uses the rung's measured prompt
+    rate on the reference CPU (llm_ladder_quiet.json), not one number for all rungs."""
+    from frugalrec.llm.registry import llm_names, llm_spec, prior_ms_per_token
+
+    rungs = ["smollm2-135m", "gemma3-270m", "qwen2.5-0.5b", "qwen2.5-1.5b"]
+    assert list(llm_names())[:4] == rungs
+    priors = [prior_ms_per_token(r) for r in rungs]
+    assert all(llm_spec(r).cpu_prompt_tokens_per_s for r in rungs)
+    assert priors == pytest.approx([1e3 / 277.7, 1e3 / 480.2, 1e3 / 148.2, 1e3 / 73.9])
+    assert priors[3] > priors[2] > priors[0] > priors[1]  # the 1.5B is the slowest
+    assert prior_ms_per_token("not-registered") == 8.0

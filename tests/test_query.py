@@ -24,8 +24,23 @@ from frugalrec.pipeline.query_eval import ndcg_at_k, query_set
         ("comedies from the 80s", {"Comedy"}, set(), (1980, 1989)),
         ("thrillers before 1980 without romance", {"Thriller"}, {"Romance"}, (None, 1979)),
         ("sci-fi after 1990", {"Sci-Fi"}, set(), (1991, None)),
-        ("older war films", {"War"}, set(), (None, 1947)),
-        ("recent dramas", {"Drama"}, set(), (1991, None)),
+        ("older war films", {"War"}, set(), (None, 1960)),  # the older half of 1922-1998
+        ("recent dramas", {"Drama"}, set(), (1995, None)),  # its newest twentieth
+        # Everyday speech (the words of the category-word table, negations, year phrases).
+        ("a tearjerker, nothing older than 1990", {"Drama"}, set(), (1990, None)),
+        ("a whodunnit that isn't a comedy", {"Mystery"}, {"Comedy"}, (None, None)),
+        ("a rom-com from the seventies", {"Comedy", "Romance"}, set(), (1970, 1979)),
+        ("slasher flicks, not a sci-fi one", {"Horror"}, {"Sci-Fi"}, (None, None)),
+        ("something spooky but not too gory", {"Horror"}, set(), (None, None)),
+        ("no horror or romance, a cartoon", {"Animation"}, {"Horror", "Romance"}, (None, None)),
+        ("sword fights, the late 80s", {"Adventure"}, set(), (1986, 1989)),
+        ("a western from the forties or fifties", {"Western"}, set(), (1940, 1959)),
+        ("a drama without any romance, 1970 or earlier", {"Drama"}, {"Romance"}, (None, 1970)),
+        ("musicals from 1950 to 1965", {"Musical"}, set(), (1950, 1965)),
+        ("a slasher, nothing before '80", {"Horror"}, set(), (1980, None)),
+        ("war stories since 1990", {"War"}, set(), (1990, None)),
+        ("a movie about family", set(), set(), (None, None)),  # a topic, not an audience
+        ("fun for the whole family", {"Children's"}, set(), (None, None)),
     ],
 )
 def test_parse_query(request_text, include, exclude, years) -> None:  # type: ignore[no-untyped-def]
@@ -110,3 +125,32 @@ def test_scoring_rereads_a_reference_parse_against_the_catalogue() -> None:
     assert intent.include == {"Cooking"} and intent.exclude == {"Romance"}
     s = score_query(intent, np.zeros(2, np.float32), np.zeros((3, 2), np.float32), items)
     assert int(np.argmax(s)) == 0
+
+
+def test_category_words_pick_the_first_alternative_the_catalogue_has() -> None:
+    """'rom-com' asks for comedy *and* romance where a catalogue has both, for its own
+    'Romantic Comedy' where that is what it has; a catalogue with neither reads nothing."""
+    assert parse_query("a rom-com", categories=("Comedy", "Drama", "Romance")).include == {
+        "Comedy",
+        "Romance",
+    }
+    only = parse_query("a rom-com", categories=("Romantic Comedy", "Drama", "Comedy"))
+    assert only.include == {"Romantic Comedy"}
+    assert parse_query("a rom-com", categories=("Drama", "Poetry")).include == set()
+
+
+def test_a_catalogue_extends_and_overrides_the_category_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from frugalrec.pipeline.query import load_category_words
+
+    cats = ("Crime", "Mystery", "Gardening")
+    f = tmp_path / "words.json"
+    f.write_text('{"words": {"whodunnit": [["crime"]], "Allotment": [["gardening"]]}}')
+    words = load_category_words(f)
+    assert words == {"whodunnit": (("crime",),), "allotment": (("gardening",),)}
+    assert parse_query("a whodunnit", categories=cats).include == {"Mystery"}  # packaged
+    got = parse_query("a whodunnit, no allotment books", categories=cats, words=words)
+    assert got.include == {"Crime"} and got.exclude == {"Gardening"}
+    for bad in ('{"words": {"x": "crime"}}', '{"words": {"x": [[]]}}', "[1, 2]"):
+        f.write_text(bad)
+        with pytest.raises(ValueError):
+            load_category_words(f)

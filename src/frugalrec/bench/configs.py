@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ from frugalrec.pipeline.config import PipelineConfig
 BATCH_SIZES = (1, 16, 256)
 
 
-def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
+def default_grid(quick: bool = True, llm: bool | Sequence[str] = False) -> list[PipelineConfig]:
     """The configurations ``bench`` sweeps: CF baselines, ANN variants and the text ladder;
-    ``llm=True`` adds LLM re-ranker configurations (minutes each on a CPU, hence opt-in)."""
+    ``llm`` adds LLM re-ranker configurations (minutes each on a CPU, hence opt-in): one per
+    rung of the LLM registry (``True``) or per name given."""
     grid = [
         PipelineConfig(model="pop"),
         PipelineConfig(model="itemknn"),
@@ -57,8 +58,10 @@ def default_grid(quick: bool = True, llm: bool = False) -> list[PipelineConfig]:
         ]
     if llm:
         from frugalrec.bench.llm_configs import llm_grid
+        from frugalrec.llm.registry import llm_names
 
-        grid += llm_grid(ks=(10,) if quick else (5, 10, 20))
+        models = llm_names() if llm is True else tuple(llm)
+        grid += llm_grid(ks=(10,) if quick else (5, 10, 20), models=models)
     return grid
 
 

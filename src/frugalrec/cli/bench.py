@@ -26,8 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--json", action="store_true", help="print bench.json to stdout")
     b.add_argument(
         "--llm",
-        action="store_true",
-        help="add LLM re-ranker configurations (seconds per request on a CPU: slow)",
+        nargs="?",
+        const="all",
+        metavar="NAMES",
+        help="add LLM re-ranker configurations (seconds per request on a CPU: slow): every "
+        "rung of the LLM registry (smollm2-135m, gemma3-270m, qwen2.5-0.5b, qwen2.5-1.5b), "
+        "or the comma-separated NAMES",
     )
     from frugalrec.cli.evaluate import add_engine_args
 
@@ -69,6 +73,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_plan)
 
 
+def llm_rungs(value: str | None) -> bool | tuple[str, ...]:
+    """``--llm``: absent -> no LLM configurations; bare -> every registered rung; NAMES ->
+    those (each checked against the registry: a typo fails before anything is measured)."""
+    if not value:
+        return False
+    if value == "all":
+        return True
+    from frugalrec.cli import UsageError
+    from frugalrec.llm.registry import llm_names
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in llm_names()]
+    if unknown or not names:
+        raise UsageError(f"--llm: unknown {unknown}; registered: {', '.join(llm_names())}")
+    return names
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.engine == "local":
         if args.ray_address:
@@ -104,7 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
     assert src is not None
     # Load once here: a bad file fails before any worker starts, with file, line and field.
     warn_coverage(src.load(), src, args.json)
-    configs = default_grid(args.quick, llm=args.llm)
+    configs = default_grid(args.quick, llm=llm_rungs(args.llm))
     if args.configs:
         raw = json.loads(Path(args.configs).read_text())
         if not isinstance(raw, list):
@@ -122,7 +143,7 @@ def _bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cmd = "frugalrec bench " + source_flags(src) + (" --quick" if args.quick else "")
     cmd += f" --out {args.out}" + (" --engine ray" if args.engine == "ray" else "")
-    cmd += " --llm" if args.llm else ""
+    cmd += "" if not args.llm else " --llm" if args.llm == "all" else f" --llm {args.llm}"
     records = run_bench(src.to_spec(), args.out, args.quick, configs, tick, commands=[cmd])
     bar.update(1)
     bar.close()

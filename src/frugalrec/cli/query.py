@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="where the rules leave words unresolved, ask this LLM (models list) for the "
         "constraints, in JSON under a grammar built from the catalogue's categories",
     )
+    p.add_argument(
+        "--category-words",
+        metavar="JSON",
+        help="the catalogue's own everyday words for its categories (phrase -> "
+        "[[category, ...], ...]), on top of the packaged table",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_query)
 
@@ -35,7 +41,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from frugalrec.cli import UsageError
     from frugalrec.cli.source import load_source
     from frugalrec.llm.intent import IntentParser
-    from frugalrec.pipeline.query import catalogue_categories, score_query
+    from frugalrec.pipeline.query import catalogue_categories, load_category_words, score_query
     from frugalrec.text import EmbeddingCache, item_texts, load_encoder
 
     if args.k < 1:
@@ -56,7 +62,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     years = ds.items["year"].dropna() if "year" in ds.items else []
     span = (int(min(years)), int(max(years))) if len(years) else None
-    parser = IntentParser(catalogue_categories(ds.items), span, llm)
+    words = load_category_words(args.category_words) if args.category_words else None
+    parser = IntentParser(catalogue_categories(ds.items), span, llm, words=words)
     intent = parser.parse(args.request)
     cost["parse_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()

@@ -24,7 +24,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default="ease", help="cheap stage (a CF model name)")
-    p.add_argument("--llm", default="smollm2-135m", choices=["smollm2-135m", "gemma3-270m"])
+    p.add_argument(
+        "--llm",
+        default="smollm2-135m",
+        metavar="NAME",
+        help="the LLM (models list: smollm2-135m, gemma3-270m, qwen2.5-0.5b, qwen2.5-1.5b)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -118,9 +123,12 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
         rcfg = RerankerConfig(candidates=args.candidates, weight=args.weight)
     budget = getattr(args, "budget_ms", None)
     margin = getattr(args, "margin", None)
+    from frugalrec.llm.registry import prior_ms_per_token
+
     ccfg = CascadeConfig(
         budget_ms=math.inf if budget is None else budget,
         margin=math.inf if margin is None else margin,
+        prior_ms_per_token=prior_ms_per_token(args.llm),
     )
     tier = LLMTier(ds, model, llm, rcfg, ccfg, llm_explanations=llm_explain)
     return ds, tier, history, llm, cost

@@ -75,7 +75,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="llm: the LLM tier (a one-pass LLM re-ranker the cascade fires when the cheap "
         "stage is unsure and the request's budget_ms allows; loads the LLM at start)",
     )
-    p.add_argument("--llm", default="smollm2-135m", choices=["smollm2-135m", "gemma3-270m"])
+    p.add_argument(
+        "--llm",
+        default="smollm2-135m",
+        metavar="NAME",
+        help="the re-ranker's LLM (models list: smollm2-135m, gemma3-270m, qwen2.5-0.5b, "
+        "qwen2.5-1.5b; see frugalrec models list)",
+    )
+    p.add_argument(
+        "--intent-llm",
+        metavar="NAME",
+        help="where the query rules leave a request open, ask this LLM (as frugalrec query "
+        "--llm); default: rules only",
+    )
+    p.add_argument(
+        "--category-words",
+        type=Path,
+        metavar="JSON",
+        help="the catalogue's own everyday words for its categories (phrase -> "
+        "[[category, ...], ...]), on top of the packaged table",
+    )
     p.add_argument("--llm-budget-ms", type=float, default=2000.0, help="budget of a request "
                    "that names none (LLM tier)")  # fmt: skip
     p.add_argument("--llm-margin", type=float, default=0.355, help="fire the LLM only below "
@@ -110,6 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "llm_model": args.llm,
         "llm_budget_ms": args.llm_budget_ms,
         "llm_margin": args.llm_margin,
+        "intent_llm": args.intent_llm,
+        "category_words": args.category_words,
     }
     if args.store:
         overrides["store_url"] = args.store

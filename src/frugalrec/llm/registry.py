@@ -34,6 +34,16 @@ class LLMSpec:
     # Instruction-tuned (has a chat template) or a base model (plain-text prompts).
     instruct: bool = True
     description: str = ""
+    # Measured on the reference CPU (2-core AMD EPYC, llama.cpp, one re-rank prompt of ~380
+    # tokens; docs/bench/llm_ladder_quiet.json): prompt-eval and generated tokens per second.
+    # The cascade's cost prior before its own calibration; None for a user's model.
+    cpu_prompt_tokens_per_s: float | None = None
+    cpu_generated_tokens_per_s: float | None = None
+
+    def prior_ms_per_token(self, default: float = 8.0) -> float:
+        """Wall ms per prompt token to expect before anything is measured here."""
+        rate = self.cpu_prompt_tokens_per_s
+        return 1e3 / rate if rate else default
 
     def path(self) -> Path:
         """The GGUF file; AssetMissingError (a FileNotFoundError) names the fix."""
@@ -49,6 +59,8 @@ class LLMSpec:
             "size_mb": self.size_mb,
             "licence": self.licence,
             "source": self.source.describe()["kind"],
+            "cpu_prompt_tok_s": self.cpu_prompt_tokens_per_s,
+            "cpu_gen_tok_s": self.cpu_generated_tokens_per_s,
             "install": self.source.install_hint(),
         }
 
@@ -100,6 +112,13 @@ def llm_names() -> tuple[str, ...]:
     return tuple(_LLMS)
 
 
+def prior_ms_per_token(name: str, default: float = 8.0) -> float:
+    """The cascade's cost prior for the rung ``name`` (ms per prompt token): its measured
+    CPU prompt rate; ``default`` for an unknown name or a model without a measurement."""
+    spec = _LLMS.get(name)
+    return default if spec is None else spec.prior_ms_per_token(default)
+
+
 def llm_path(name: str) -> Path:
     """Path of the GGUF registered as ``name`` (assembled and verified on first use)."""
     return llm_spec(name).path()
@@ -121,6 +140,8 @@ register_llm(
         quantisation="Q4_1",
         size_mb=93.8,
         licence="Apache-2.0",
+        cpu_prompt_tokens_per_s=277.7,
+        cpu_generated_tokens_per_s=99.2,
     )
 )
 register_llm(
@@ -146,6 +167,8 @@ register_llm(
         size_mb=241.4,
         licence="Gemma Terms of Use",
         instruct=False,
+        cpu_prompt_tokens_per_s=480.2,
+        cpu_generated_tokens_per_s=65.7,
     )
 )
 register_llm(
@@ -167,6 +190,8 @@ register_llm(
         size_mb=468.6,
         licence="Apache-2.0",
         description="code-tuned; its knowledge of films or books is measured, not assumed",
+        cpu_prompt_tokens_per_s=148.2,
+        cpu_generated_tokens_per_s=42.3,
     )
 )
 register_llm(
@@ -192,6 +217,8 @@ register_llm(
         size_mb=1065.6,
         licence="Apache-2.0",
         description="code-tuned; its knowledge of films or books is measured, not assumed",
+        cpu_prompt_tokens_per_s=73.9,
+        cpu_generated_tokens_per_s=26.8,
     )
 )
 

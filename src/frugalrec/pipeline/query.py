@@ -14,8 +14,12 @@ is only the vocabulary of last resort, for a caller that names none.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,23 +44,59 @@ GENRE_WORDS: dict[str, str] = {
     "thriller": "Thriller", "thrillers": "Thriller", "suspense": "Thriller",
     "war": "War", "western": "Western", "westerns": "Western", "cowboy": "Western",
 }  # fmt: skip
-# Words for categories other catalogues name differently: word -> category names it may
-# mean (lower case; only those the catalogue has count).
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "detective": ("mystery", "crime"), "detectives": ("mystery", "crime"),
-    "whodunit": ("mystery",), "whodunits": ("mystery",), "murder mystery": ("mystery",),
-    "sci-fi": ("sci-fi", "science fiction"), "scifi": ("sci-fi", "science fiction"),
-    "science fiction": ("sci-fi", "science fiction"), "space": ("sci-fi", "science fiction"),
-    "kids": ("children's", "children", "kids"), "children": ("children's", "children"),
-    "child": ("children's", "children"), "family": ("children's", "children", "family"),
-    "love story": ("romance",), "romantic": ("romance",), "recipes": ("cooking",),
-    "cookbook": ("cooking",), "cookbooks": ("cooking",), "memoir": ("biography",),
-    "memoirs": ("biography",), "poems": ("poetry",), "verse": ("poetry",),
-}  # fmt: skip
+# Everyday words for categories: a data table (``category_words.json``, beside this module)
+# of phrase -> alternatives, each a list of category names (lower case) the phrase asks for
+# together ("rom-com" -> comedy + romance); the first alternative the catalogue has in full
+# is used. A catalogue extends or overrides it with a table of its own (``words=``).
+CategoryWords = Mapping[str, Sequence[Sequence[str]]]
+_WORDS_FILE = Path(__file__).with_name("category_words.json")
+
+
+def load_category_words(
+    path: str | os.PathLike[str] | None = None,
+) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """A category-word table: JSON ``{"words": {phrase: [[category, ...], ...]}}`` (or the bare
+    mapping) at ``path``; the packaged table without one. Phrases and names are lower-cased;
+    a malformed entry is a ``ValueError`` naming it."""
+    raw = json.loads(Path(path or _WORDS_FILE).read_text(encoding="utf-8"))
+    table = raw.get("words", raw) if isinstance(raw, dict) else None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected a JSON object of phrase -> [[category, ...], ...]")
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for phrase, alts in table.items():
+        if phrase.startswith("_"):
+            continue
+        ok = (
+            isinstance(alts, list)
+            and alts
+            and all(
+                isinstance(a, list) and a and all(isinstance(c, str) and c for c in a) for a in alts
+            )
+        )
+        if not ok or not phrase.strip():
+            raise ValueError(f"{path}: entry {phrase!r} must be a list of lists of category names")
+        out[_norm_phrase(phrase)] = tuple(tuple(c.lower() for c in a) for a in alts)
+    return out
+
+
+def _norm_phrase(phrase: str) -> str:
+    return re.sub(r"\s+", " ", phrase.lower()).strip()
+
+
 # Category names too generic to be read as a request for them.
 _GENERIC = {"other", "others", "misc", "general", "none", "all", "new", "unknown", "various"}
-_LEAD = r"(?:(?:a|an|the|too|very|any|more)\s+)*"
-_NEG_WORDS = r"(?:no|not|without|except|avoid|nothing|never|but not|anything but)"
+# Words that may stand between a negation and what it negates ("isn't a", "without any").
+_LEAD = (
+    r"(?:(?:a|an|the|any|anything|more|of|with|for|some|much|single|real|kind of|sort of|"
+    r"that's|that is|it's|it is|too much)\s+)*"
+)
+_NEG_WORDS = (
+    r"(?:no|not|never|without|except|excluding|avoid|nothing|none|anything but|but not|"
+    r"isn'?t|is not|aren'?t|are not|wasn'?t|was not|don'?t want|do not want|don'?t like|"
+    r"not into|no more|skip|hate|rather than|instead of|other than|free of|minus)"
+)
+# "not too gory", "nothing very scary": a degree, neither a request nor an exclusion.
+_DEGREE = r"(?:no|not|nothing|none)\s+(?:too|very|overly|so|that|particularly|especially)"
 # ml-100k's genre names: the vocabulary when a caller names none (the reference dataset).
 DEFAULT_CATEGORIES: tuple[str, ...] = tuple(sorted(set(GENRE_WORDS.values())))
 
@@ -91,53 +131,79 @@ class _Vocabulary:
     phrases: dict[str, frozenset[str]]
     negation: re.Pattern[str]
     positive: re.Pattern[str]
+    degree: re.Pattern[str]
 
 
-_VOCABS: dict[tuple[str, ...], _Vocabulary] = {}
+_VOCABS: dict[tuple[object, ...], _Vocabulary] = {}
+CATEGORY_WORDS: dict[str, tuple[tuple[str, ...], ...]] = load_category_words()
 
 
-def _vocabulary(categories: tuple[str, ...]) -> _Vocabulary:
+def _words_key(words: CategoryWords | None) -> tuple[object, ...]:
+    if not words:
+        return ()
+    return tuple(sorted((k, tuple(tuple(a) for a in v)) for k, v in words.items()))
+
+
+def _vocabulary(categories: tuple[str, ...], words: CategoryWords | None = None) -> _Vocabulary:
     """The rules for a catalogue's categories: each name (and its plural or singular, with
-    '-' read as a space too), the everyday words of ``GENRE_WORDS`` and ``SYNONYMS`` that
-    name one of them."""
-    cached = _VOCABS.get(categories)
+    '-' read as a space too), and the phrases of the category-word table (the packaged one,
+    extended or overridden by ``words``) whose categories the catalogue has."""
+    key = (categories, _words_key(words))
+    cached = _VOCABS.get(key)
     if cached is not None:
         return cached
     by_norm: dict[str, set[str]] = {}
     for c in categories:
         by_norm.setdefault(_norm(c), set()).add(c)
     phrases: dict[str, set[str]] = {}
-
-    def add(phrase: str, names: set[str]) -> None:
-        for f in _forms(phrase):
-            phrases.setdefault(f, set()).update(names)
-
     for n, names in by_norm.items():
         if n in _GENERIC or len(n) < 3:
             continue
-        add(n, names)
-        if "-" in n:
-            add(n.replace("-", " "), names)
-    everyday = {w: (_norm(g),) for w, g in GENRE_WORDS.items()}
-    for table in (everyday, SYNONYMS):
-        for word, targets in table.items():
-            hit = set().union(*(by_norm.get(t, set()) for t in targets))
-            if hit:
-                phrases.setdefault(word, set()).update(hit)
+        for f in _forms(n) | (_forms(n.replace("-", " ")) if "-" in n else set()):
+            phrases.setdefault(f, set()).update(names)
+    table = dict(CATEGORY_WORDS)
+    if words:
+        table.update({_norm_phrase(k): tuple(tuple(c.lower() for c in a) for a in v)
+                      for k, v in words.items()})  # fmt: skip
+    found: dict[str, set[str]] = {}
+    for word, alts in table.items():
+        for alt in alts:
+            hits = [by_norm.get(_norm(t)) for t in alt]
+            if all(hits):
+                found[word] = set().union(*(h for h in hits if h))
+                break
+    for word, names in found.items():  # "cop" reads "cops" too, unless the table says
+        for f in _forms(word):
+            if f == word or f not in table:
+                phrases.setdefault(f, set()).update(names)
     if not phrases:
         never = re.compile(r"(?!x)x")
-        vocab = _Vocabulary({}, never, never)
+        vocab = _Vocabulary({}, never, never, never)
     else:
-        alt = "|".join(re.escape(w) for w in sorted(phrases, key=len, reverse=True))
+        any_phrase = "|".join(re.escape(w) for w in sorted(phrases, key=len, reverse=True))
+        one = rf"(?:{any_phrase})s?"
+        # A negation takes its category and any joined by "or"/"nor" ("no horror or gore");
+        # one free word may stand between ("no sappy romance").
+        more = rf"(?:\s*,?\s*(?:or|nor)\s+{_LEAD}{one})*"
+        neg = rf"\b{_NEG_WORDS}\s+{_LEAD}(?:[a-z-]+\s+)??{one}{more}\b"
         vocab = _Vocabulary(
             {k: frozenset(v) for k, v in phrases.items()},
-            re.compile(rf"\b{_NEG_WORDS}\s+{_LEAD}({alt})s?\b", re.IGNORECASE),
-            re.compile(rf"\b({alt})\b", re.IGNORECASE),
+            re.compile(neg, re.IGNORECASE),
+            re.compile(rf"\b({any_phrase})s?\b", re.IGNORECASE),
+            re.compile(rf"\b{_DEGREE}\s+(?:[a-z-]+\s+)??{one}\b", re.IGNORECASE),
         )
     if len(_VOCABS) > 32:
         _VOCABS.clear()
-    _VOCABS[categories] = vocab
+    _VOCABS[key] = vocab
     return vocab
+
+
+def category_phrases(
+    categories: Sequence[str], words: CategoryWords | None = None
+) -> dict[str, frozenset[str]]:
+    """Every phrase the rules read as a request for categories of this catalogue (names,
+    their plural/singular, the category-word table's everyday words) -> those categories."""
+    return dict(_vocabulary(tuple(sorted(categories)), words).phrases)
 
 
 def catalogue_categories(items: pd.DataFrame) -> tuple[str, ...]:
@@ -145,13 +211,47 @@ def catalogue_categories(items: pd.DataFrame) -> tuple[str, ...]:
     return tuple(sorted(_item_arrays(items)[1]))
 
 
-_DECADE = re.compile(r"\b(?:(?:from|in|of)\s+)?(?:the\s+)?(?:(19|20)?(\d)0)'?s\b", re.IGNORECASE)
-_BETWEEN = re.compile(r"\bbetween\s+(\d{4})\s+and\s+(\d{4})\b", re.IGNORECASE)
-_BEFORE = re.compile(r"\b(?:before|older than|prior to|pre-?)\s*(\d{4})\b", re.IGNORECASE)
-_AFTER = re.compile(r"\b(?:after|since|newer than|post-?)\s*(\d{4})\b", re.IGNORECASE)
-_FROM_YEAR = re.compile(r"\b(?:from|in|of)\s+(\d{4})\b", re.IGNORECASE)
-_OLDER = re.compile(r"\b(?:older|classic|vintage|old\s+(?:films?|movies?))\b", re.IGNORECASE)
-_NEWER = re.compile(r"\b(?:recent|latest|newer|new\s+(?:films?|movies?|releases?))\b", re.I)
+_Y = r"((?:1[89]|20)\d\d|'\d\d)"  # 1980, '80
+_DECADE_WORDS = {"twenties": 2, "thirties": 3, "forties": 4, "fifties": 5, "sixties": 6,
+                 "seventies": 7, "eighties": 8, "nineties": 9}  # fmt: skip
+_DECADE = re.compile(
+    r"\b(?:(?:from|in|of|during)\s+)?(?:the\s+)?(?:(early|mid|late)[- ]?)?(?:the\s+)?"
+    r"(?:'?(?:(19|20)?(\d)0)'?s|(?:nineteen[- ]?)?(" + "|".join(_DECADE_WORDS) + r"))\b",
+    re.IGNORECASE,
+)
+_RANGE = re.compile(
+    rf"\b(?:between\s+{_Y}\s+and\s+{_Y}|from\s+{_Y}\s*(?:to|till|until|through|-|–)\s*{_Y}|"
+    rf"{_Y}\s*(?:-|–|to)\s*{_Y})\b",
+    re.IGNORECASE,
+)
+_NOT = r"(?:nothing|none|no|not|never)\s+(?:\w+\s+){0,2}?"
+# Inclusive lower bounds: "nothing older than 1990", "not before 1980", "1950 or later".
+_MIN_INCL = re.compile(
+    rf"\b(?:{_NOT}(?:before|older\s+than|earlier\s+than|prior\s+to)\s+{_Y}|"
+    rf"{_Y}\s+(?:or|and)\s+(?:later|after|newer|since|up)|{_Y}\s+onwards?|"
+    rf"(?:since|from)\s+{_Y}\s+(?:on|onwards?)|since\s+{_Y})\b",
+    re.IGNORECASE,
+)
+# Inclusive upper bounds: "nothing after 1959", "1970 or earlier", "up to 1980".
+_MAX_INCL = re.compile(
+    rf"\b(?:{_NOT}(?:after|newer\s+than|later\s+than|since)\s+{_Y}|"
+    rf"{_Y}\s+(?:or|and)\s+(?:earlier|before|older)|(?:up\s+to|until|till|through)\s+{_Y})\b",
+    re.IGNORECASE,
+)
+_BEFORE = re.compile(rf"\b(?:before|older\s+than|earlier\s+than|prior\s+to|pre-?)\s*{_Y}\b", re.I)
+_AFTER = re.compile(rf"\b(?:after|newer\s+than|later\s+than|post-?)\s*{_Y}\b", re.IGNORECASE)
+_FROM_YEAR = re.compile(rf"\b(?:from|in|of)\s+{_Y}\b", re.IGNORECASE)
+_OLDER = re.compile(
+    r"\b(?:older|oldies?|old[- ]fashioned|old[- ]school|classics?|vintage|golden\s+age|silent|"
+    r"black[- ]and[- ]white|old\s+(?:films?|movies?|pictures?|ones?|stuff|titles?|books?))\b",
+    re.IGNORECASE,
+)
+_NEWER = re.compile(
+    r"\b(?:recent|recently|latest|newer|newest|lately|modern|contemporary|"
+    r"(?:last|past)\s+(?:few|couple\s+of)\s+years|brand[- ]new|"
+    r"new\s+(?:films?|movies?|releases?|ones?|stuff|titles?|books?))\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -184,53 +284,124 @@ def parse_query(
     query: str,
     catalogue_years: tuple[int, int] | None = None,
     categories: tuple[str, ...] | list[str] | None = None,
+    words: CategoryWords | None = None,
 ) -> QueryIntent:
     """Rules: negated categories, mentioned categories, decades, year ranges, "older"/"recent".
 
     ``categories`` is the catalogue's own category vocabulary (``catalogue_categories``):
     a category is recognised by its name, its plural or singular, or an everyday word for
-    it ("detective" -> Mystery, "kids" -> Children). Without it the reference (ml-100k)
-    vocabulary is used and scoring against a catalogue re-reads the request with that
-    catalogue's categories. ``catalogue_years`` (min, max) anchors relative words: "older"
-    means the oldest third of the catalogue's span, "recent" the newest tenth. The request
-    is PII-scrubbed first: ``intent.raw`` and ``intent.text`` (what gets encoded, logged or
+    it from the category-word table ("detective" -> Mystery, "rom-com" -> Comedy + Romance;
+    ``words`` extends the packaged table, see ``load_category_words``). Without it the
+    reference (ml-100k) vocabulary is used and scoring against a catalogue re-reads the
+    request with that catalogue's categories. Negations ("no", "not a", "isn't a",
+    "without any", "nothing scary") exclude; "not too gory" is a degree, neither.
+    Years: decades in digits or words ("the 70s", "the seventies", "late 80s"), ranges,
+    bounds ("after 1990", "nothing older than 1990" = 1990 on, "1970 or earlier").
+    ``catalogue_years`` (min, max) anchors relative words: "older"/"classic" means the
+    older half of the catalogue's span, "recent" its newest twentieth. The request is
+    PII-scrubbed first: ``intent.raw`` and ``intent.text`` (what gets encoded, logged or
     cached) never carry an e-mail, phone or card number the user typed.
     """
     query = scrub_text(query)
     text = query.strip()
     given = categories is not None
-    vocab = _vocabulary(tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories)))
+    cats = tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories))
+    vocab = _vocabulary(cats, words)
     intent = QueryIntent(raw=query, text=text, vocabulary="catalogue" if given else "default")
-    for m in vocab.negation.finditer(text):
-        intent.exclude |= vocab.phrases[m.group(1).lower()]
-    stripped = vocab.negation.sub(" ", text)
-    for m in vocab.positive.finditer(stripped):
-        intent.include |= vocab.phrases[m.group(1).lower()] - intent.exclude
-    if m2 := _BETWEEN.search(stripped):
-        intent.year_min, intent.year_max = sorted((int(m2.group(1)), int(m2.group(2))))
-    else:
-        if m3 := _DECADE.search(stripped):
-            century = m3.group(1)
-            decade = int(m3.group(2))
-            base = int(century) * 100 if century else (2000 if decade <= 2 else 1900)
-            intent.year_min, intent.year_max = base + decade * 10, base + decade * 10 + 9
-        if m4 := _BEFORE.search(stripped):
-            intent.year_max = int(m4.group(1)) - 1
-        if m5 := _AFTER.search(stripped):
-            intent.year_min = int(m5.group(1)) + 1
-        if (m6 := _FROM_YEAR.search(stripped)) and intent.year_min is None:
-            intent.year_min = intent.year_max = int(m6.group(1))
-        if catalogue_years is not None:
-            lo, hi = catalogue_years
-            if _OLDER.search(stripped) and intent.year_max is None:
-                intent.year_max = lo + (hi - lo) // 3
-            if _NEWER.search(stripped) and intent.year_min is None:
-                intent.year_min = hi - max(1, (hi - lo) // 10)
+
+    def names(span: str) -> set[str]:
+        return set().union(
+            *(_phrase_names(vocab, m.group(1)) for m in vocab.positive.finditer(span))
+        )
+
+    stripped = vocab.degree.sub(" ", text)
+    for m in vocab.negation.finditer(stripped):
+        intent.exclude |= names(m.group(0))
+    stripped = vocab.negation.sub(" ", stripped)
+    intent.include = names(stripped) - intent.exclude
+    _parse_years(intent, stripped, catalogue_years)
     # What is left after removing the constraint phrases is what the encoder should see.
-    for rx in (vocab.negation, _BETWEEN, _DECADE, _BEFORE, _AFTER, _FROM_YEAR):
+    for rx in (vocab.negation, *_YEAR_RULES):
         stripped = rx.sub(" ", stripped)
     intent.text = re.sub(r"\s+", " ", stripped).strip(" ,.;") or text
     return intent
+
+
+def _phrase_names(vocab: _Vocabulary, phrase: str) -> frozenset[str]:
+    p = phrase.lower()
+    return vocab.phrases.get(p) or vocab.phrases.get(p[:-1], frozenset()) if p else frozenset()
+
+
+_YEAR_RULES = (_RANGE, _MIN_INCL, _MAX_INCL, _BEFORE, _AFTER, _FROM_YEAR, _DECADE)
+
+
+def _decade_base(decade: int, span: tuple[int, int] | None) -> int:
+    """The century of a two-digit decade: the one inside the catalogue's span, else the
+    1900s from the 30s on."""
+    if span is not None:
+        inside = [c for c in (1900, 2000) if span[0] - 9 <= c + decade * 10 <= span[1]]
+        if inside:
+            return inside[-1]
+    return 2000 if decade <= 2 else 1900
+
+
+def _year(token: str, span: tuple[int, int] | None) -> int:
+    """A year token: 4 digits, or "'80" (its century as for a decade)."""
+    if token.startswith("'"):
+        n = int(token[1:])
+        return _decade_base(n // 10, span) + n
+    return int(token)
+
+
+def _first_year(m: re.Match[str], span: tuple[int, int] | None) -> int:
+    return _year(next(g for g in m.groups() if g), span)
+
+
+def _parse_years(intent: QueryIntent, text: str, span: tuple[int, int] | None) -> None:
+    """Set ``intent``'s year range from ``text`` (in place)."""
+    if m := _RANGE.search(text):
+        ys = [_year(g, span) for g in m.groups() if g]
+        intent.year_min, intent.year_max = min(ys), max(ys)
+        return
+    decades = []
+    for m in _DECADE.finditer(text):  # "the forties or fifties": both
+        part, century, digit, word = m.group(1), m.group(2), m.group(3), m.group(4)
+        decade = _DECADE_WORDS[word.lower()] if word else int(digit)
+        base = int(century) * 100 if century else _decade_base(decade, span)
+        lo = base + decade * 10
+        off = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get((part or "").lower(), (0, 9))
+        decades.append((lo + off[0], lo + off[1]))
+    if decades:
+        intent.year_min, intent.year_max = min(d[0] for d in decades), max(d[1] for d in decades)
+    rest = text
+    if m := _MIN_INCL.search(rest):
+        intent.year_min = _first_year(m, span)
+        rest = _MIN_INCL.sub(" ", rest)
+    if m := _MAX_INCL.search(rest):
+        intent.year_max = _first_year(m, span)
+        rest = _MAX_INCL.sub(" ", rest)
+    if m := _BEFORE.search(rest):
+        intent.year_max = _first_year(m, span) - 1
+    if m := _AFTER.search(rest):
+        intent.year_min = _first_year(m, span) + 1
+    for rx in (_BEFORE, _AFTER):
+        rest = rx.sub(" ", rest)
+    if intent.year_min is None and intent.year_max is None and (m := _FROM_YEAR.search(rest)):
+        intent.year_min = intent.year_max = _first_year(m, span)
+    if span is not None:
+        lo, hi = span
+        # "old": the older half of the span (ml-100k: up to 1960); "recent": its newest
+        # twentieth (1995 on), at least one year.
+        if _OLDER.search(rest) and intent.year_max is None:
+            intent.year_max = lo + (hi - lo) // 2
+        if _NEWER.search(rest) and intent.year_min is None:
+            intent.year_min = hi - max(1, (hi - lo) // 20)
+    if (
+        intent.year_min is not None
+        and intent.year_max is not None
+        and intent.year_min > intent.year_max
+    ):
+        intent.year_min, intent.year_max = intent.year_max, intent.year_min
 
 
 def for_catalogue(intent: QueryIntent, items: pd.DataFrame) -> QueryIntent:
@@ -345,20 +516,24 @@ _FILLER = frozenset(
     movie movies film films picture pictures flick flicks watch watching see seen tonight
     book books read reading item items title titles
     night evening weekend good great nice best fun new old made set released from"""
-    """ years year era""".split()
+    """ years year era is are was be it's that's there no not nothing none without isn't
+    don't do get got have has put on up out all""".split()
 )
 _WORDS = re.compile(r"[a-z][a-z'-]*")
 
 
 def unresolved_words(
-    intent: QueryIntent, categories: tuple[str, ...] | list[str] | None = None
+    intent: QueryIntent,
+    categories: tuple[str, ...] | list[str] | None = None,
+    words: CategoryWords | None = None,
 ) -> list[str]:
     """Content words of the request that the rules mapped to no constraint, in order (e.g.
-    "tearjerker", "seventies", "sword"): the hook for a parser beyond the rules. Category
-    words (of ``categories``, as in ``parse_query``), decades, years, "older"/"recent" and
-    filler words are resolved."""
-    vocab = _vocabulary(tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories)))
+    "sword", "castles"): the hook for a parser beyond the rules. Category words (of
+    ``categories`` and ``words``, as in ``parse_query``), decades, years, "older"/"recent"
+    and filler words are resolved."""
+    cats = tuple(sorted(DEFAULT_CATEGORIES if categories is None else categories))
+    vocab = _vocabulary(cats, words)
     text = intent.text.lower()
-    for rx in (vocab.positive, _OLDER, _NEWER, _DECADE):
+    for rx in (vocab.degree, vocab.positive, _OLDER, _NEWER, *_YEAR_RULES):
         text = rx.sub(" ", text)
     return [w for w in _WORDS.findall(text) if w not in _FILLER and w.strip("'-") not in _FILLER]

@@ -45,13 +45,20 @@ class LLMTier:
         runs the cheap stage itself). ``previous``: the cascade of the version being
         replaced, whose lock and calibration carry over."""
         from frugalrec.llm.cascade import Cascade, CascadeConfig
+        from frugalrec.llm.registry import prior_ms_per_token
 
         pipeline = RecommendPipeline(config, model)
         if previous is not None:
             return previous.rebind(pipeline)
         s = self.settings
         cascade = Cascade(
-            pipeline, self.reranker, CascadeConfig(budget_ms=s.llm_budget_ms, margin=s.llm_margin)
+            pipeline,
+            self.reranker,
+            CascadeConfig(
+                budget_ms=s.llm_budget_ms,
+                margin=s.llm_margin,
+                prior_ms_per_token=prior_ms_per_token(s.llm_model),
+            ),
         )
         # Budget decisions start from this machine's measured ms per prompt token, not the
         # prior (which only ever updates when the LLM fires): two passes over the most

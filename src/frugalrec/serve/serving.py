@@ -20,10 +20,16 @@ from frugalrec.data.dataset import Dataset
 from frugalrec.llm.evidence import EvidenceBuilder
 from frugalrec.llm.explainers import explained_rows
 from frugalrec.llm.guard import Guard
+from frugalrec.llm.intent import IntentParser
 from frugalrec.models.base import top_k
 from frugalrec.models.registry import model_class
 from frugalrec.pipeline.config import PipelineConfig
-from frugalrec.pipeline.query import catalogue_categories, parse_query, score_query
+from frugalrec.pipeline.query import (
+    catalogue_categories,
+    load_category_words,
+    parse_query,
+    score_query,
+)
 from frugalrec.pipeline.recommend import RecommendPipeline
 from frugalrec.serve.errors import ApiError
 from frugalrec.serve.history import UserHistory
@@ -76,6 +82,7 @@ class Responder:
         encoder: Any = None,
         item_vectors: np.ndarray | None = None,
         llm_tier: LLMTier | None = None,
+        intent_llm: Any = None,
     ) -> None:
         self.settings, self.config, self.dataset = settings, config, dataset
         self.history, self.metrics, self.guard = history, metrics, guard
@@ -96,6 +103,13 @@ class Responder:
         self.year_span = (min(known), max(known)) if known else None
         # The catalogue's own category words, read once (not re-read per request).
         self.categories = catalogue_categories(ds.items) if "genres" in ds.items else None
+        # Natural-language requests: the rules, then (``intent_llm``) the LLM where they
+        # leave a request open, over the catalogue's categories and its own words.
+        words = load_category_words(settings.category_words) if settings.category_words else None
+        self.intent_parser = IntentParser(
+            self.categories or (), self.year_span, intent_llm, words=words
+        )
+        self.words = words
         self.tier = "text" if model_class(config.model).uses_item_vectors else "cheap"
         self._local = threading.local()
         self.current: ServingModel | None = None
@@ -325,7 +339,12 @@ class Responder:
         stages: dict[str, float] = {}
         t = time.perf_counter()
         # parse_query scrubs PII first; ``intent.raw`` is the scrubbed request.
-        intent = parse_query(q.text, self.year_span, self.categories)
+        if self.intent_parser.llm is not None and self.categories:
+            intent = self.intent_parser.parse(q.text)
+            if self.intent_parser.last_used_llm:
+                stages["intent_llm_ms"] = self.intent_parser.last_ms
+        else:
+            intent = parse_query(q.text, self.year_span, self.categories, self.words)
         stages["parse_ms"] = (time.perf_counter() - t) * 1e3
         n = self.dataset.n_items
         if self.encoder is not None and self.item_vectors is not None:

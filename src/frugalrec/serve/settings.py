@@ -115,6 +115,28 @@ class ServeSettings(BaseModel):
     llm_budget_ms: float = Field(
         2000.0, gt=0, le=60_000, description="budget of a request that names none"
     )
+    # Natural-language queries: rules first; this LLM only where they leave a request open
+    # (as ``frugalrec query --llm``). None: rules (+ encoder) only, no model loaded.
+    intent_llm: str | None = Field(
+        None,
+        description="LLM (llm registry) asked under the catalogue's grammar where the query "
+        "rules leave a request open; the re-ranker's model is shared when it is the same",
+    )
+    category_words: Path | None = Field(
+        None,
+        description="the catalogue's own category-word table (JSON, see "
+        "frugalrec.pipeline.query.load_category_words) on top of the packaged one",
+    )
+
+    @field_validator("llm_model", "intent_llm")
+    @classmethod
+    def _registered_llm(cls, v: str | None) -> str | None:
+        if v is not None:
+            from frugalrec.llm.registry import llm_names
+
+            if v not in llm_names():
+                raise ValueError(f"unknown LLM {v!r}; registered: {', '.join(llm_names())}")
+        return v
 
     @field_validator("api_key_hashes")
     @classmethod

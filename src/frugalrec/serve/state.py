@@ -88,12 +88,13 @@ class ServiceState:
         self.llm_tier: LLMTier | None = None
         if settings.rerank == "llm" or self.config.reranker == "llm":
             self.llm_tier = LLMTier(settings, ds, llm)
+        self.intent_llm = self._intent_llm(settings, llm)
         self.history = UserHistory(
             self.store, ds, pseudonymiser, self.metrics, settings.result_cache_size
         )
         self.responder = Responder(
             settings, self.config, ds, self.history, self.metrics, self.guard,
-            encoder, item_vectors, self.llm_tier,
+            encoder, item_vectors, self.llm_tier, self.intent_llm,
         )  # fmt: skip
         self.retrainer = Retrainer(
             settings, self.config, ds, pseudonymiser.pseudonyms(ds.users_vocab.ids),
@@ -102,6 +103,20 @@ class ServiceState:
         self.responder.start(self.retrainer.initial_model())
         self.metrics.events_in_store.set(self.store.count_events())
         self.ready = True
+
+    def _intent_llm(self, settings: ServeSettings, llm: Any) -> Any:
+        """The query parser's LLM (``settings.intent_llm``): the LLM tier's model when it
+        is the same one (one worker, not two), ``llm`` when given (tests), else loaded."""
+        name = settings.intent_llm
+        if name is None:
+            return None
+        if self.llm_tier is not None and settings.llm_model == name:
+            return self.llm_tier.llm
+        if llm is not None:
+            return llm
+        from frugalrec.llm.runtime import load_llm
+
+        return load_llm(name)
 
     # ---- what routers and tests read ---------------------------------------------------------
     @property
