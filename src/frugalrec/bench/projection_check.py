@@ -24,6 +24,10 @@ Candidates (``CANDIDATES``):
   vectors fit, from memory bandwidth once they leave it);
 - ``roofline_anchored``: the roofline's *ratio* target / largest calibrated size, times the
   latency measured there (the model's shape, the measurement's level and tail);
+- ``roofline_tail``: for p99, ``roofline_anchored``'s p50 plus a contention tail
+  (:class:`~frugalrec.cost.scaling.ContentionTail`: Poisson preemptions of a fitted rate and
+  quantum, fitted on every calibration record's (p50, p99) pair); for p50, the same as
+  ``roofline_anchored``;
 - ``curve``: ``a * n**b + c`` fitted to the retriever's calibration points;
 - ``loglog``: a straight line in log-log space through the retriever's last three calibration
   points (least squares);
@@ -51,7 +55,7 @@ from frugalrec._io import write_json_atomic
 from frugalrec.cost.ceilings import Ceilings
 from frugalrec.cost.hardware import HardwareProfile, load_profiles
 from frugalrec.cost.roofline import Calibration, calibrate, project
-from frugalrec.cost.scaling import fit_scaling
+from frugalrec.cost.scaling import ContentionTail, fit_contention_tail, fit_scaling
 from frugalrec.cost.skill import (
     format_skill,
     naive_largest,
@@ -63,7 +67,14 @@ from frugalrec.opcount import StageCost
 
 TARGET_ERROR = 0.25
 TARGET_SKILL = 0.5
-CANDIDATES = ("roofline", "roofline_anchored", "curve", "loglog", "loglog_anchored")
+CANDIDATES = (
+    "roofline",
+    "roofline_anchored",
+    "roofline_tail",
+    "curve",
+    "loglog",
+    "loglog_anchored",
+)
 QUANTILE_KEYS = ("p50_ms", "p99_ms")
 DEFAULT_VALIDATION = ((30_000, 100_000), (100_000, 300_000))
 
@@ -99,19 +110,28 @@ def candidate_predictions(
     own: Sequence[Mapping[str, Any]],
     target: Mapping[str, Any],
     key: str,
-    cal: Calibration,
+    cals: Mapping[str, Calibration],
     profile: HardwareProfile,
+    tail: ContentionTail,
 ) -> dict[str, float]:
     """Every candidate's prediction of ``target[key]`` from one retriever's calibration records
-    ``own`` (sorted by size, at least two), the roofline ``cal`` and ``profile``."""
+    ``own`` (sorted by size, at least two), the roofline calibrations per quantile key
+    ``cals`` (``p50_ms`` and ``key``), ``profile`` and the fitted contention ``tail``."""
     sizes = [float(r["n_items"]) for r in own]
     vals = [float(r[key]) for r in own]
     n = float(target["n_items"])
-    roof_t = project(_b1_stage(target, key), cal, profile) * 1e3
-    roof_ref = project(_b1_stage(own[-1], key), cal, profile) * 1e3
+
+    def anchored(k: str) -> tuple[float, float]:
+        roof_t = project(_b1_stage(target, k), cals[k], profile) * 1e3
+        roof_ref = project(_b1_stage(own[-1], k), cals[k], profile) * 1e3
+        return roof_t, float(own[-1][k]) * roof_t / roof_ref
+
+    roof_t, roof_anchored = anchored(key)
+    p50_anchored = anchored("p50_ms")[1]
     return {
         "roofline": roof_t,
-        "roofline_anchored": vals[-1] * roof_t / roof_ref,
+        "roofline_anchored": roof_anchored,
+        "roofline_tail": roof_anchored if key == "p50_ms" else tail.predict(p50_anchored),
         "curve": fit_scaling(list(zip(sizes, vals, strict=True)), form="power").predict(n),
         "loglog": _loglog(sizes, vals, n, min(3, len(sizes))),
         "loglog_anchored": _loglog_anchored(sizes, vals, n),
@@ -132,7 +152,13 @@ def _rows(
     if not calib or not targets:
         return []
     profile = load_profiles(ceilings=ceilings)["local"]
-    cal = calibrate([_b1_stage(r, key) for r in calib], profile, quantile=0.99)
+    cals = {
+        k: calibrate([_b1_stage(r, k) for r in calib], profile, quantile=0.99)
+        for k in {"p50_ms", key}
+    }
+    tail = fit_contention_tail(
+        [(float(r["p50_ms"]), float(r["p99_ms"])) for r in calib], quantile=0.99
+    )
     rows = []
     for t in targets:
         own = sorted((r for r in calib if r["retriever"] == t["retriever"]),
@@ -147,9 +173,10 @@ def _rows(
             "n_calib_max": int(sizes[-1]),
             "n_target": int(n),
             "measured": float(t[key]),
-            **candidate_predictions(own, t, key, cal, profile),
+            **candidate_predictions(own, t, key, cals, profile, tail),
             "constant": naive_largest(sizes, vals),
             "linear": naive_linear(sizes, vals, n),
+            **({"tail_fit": tail.to_dict()} if key != "p50_ms" else {}),
         })  # fmt: skip
     return rows
 
@@ -251,7 +278,7 @@ def check(
     res["index_mb"] = _memory_check(records, max_calib_items, target_items, targets_kw)
     res["method"] = (
         "model choice: for each validation step (calibrate <= a, validate at b < target), "
-        "each candidate (roofline, roofline_anchored, curve, loglog, loglog_anchored) predicts "
+        f"each candidate ({', '.join(CANDIDATES)}) predicts "
         "each retriever's batch-1 p50/p99 at b; the lowest median relative error over all "
         "validation rows wins, per quantile; records >= the target size are removed before. "
         f"Final: refit on every record <= {max_calib_items} items, predict each retriever "
