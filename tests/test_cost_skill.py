@@ -193,3 +193,24 @@ def test_validation_chooses_the_tail_model_when_tails_are_preemptions():
     assert sel["chosen"] == "roofline_tail"
     assert sel["median_error"]["roofline_tail"] < 0.05
     assert res["p99_ms"]["chosen_skill"]["median_error"]["chosen"] < 0.1
+
+
+def test_per_kind_selection_gives_each_kind_its_own_model():
+    """Exact search follows the cache-aware roofline, an ANN index a power law whose op
+    counts say otherwise: chosen per kind, each gets a model that is right for it."""
+    scaling = _knee_scaling(llc_bytes=200 * 2**20)
+    for n in SIZES:
+        p50 = 0.5 * n**0.4
+        scaling["records"].append(_record("ann", "ivfpq", n, 2 * p50, n / 1000.0, p50=p50))
+    res = check(scaling, 100_000, 1_000_000, per_kind=True)
+    for key in ("p50_ms", "p99_ms"):
+        by_kind = res["selection"][key]["by_kind"]
+        assert by_kind["exact"]["chosen"] in ("roofline", "roofline_anchored")
+        assert by_kind["ivfpq"]["chosen"] in ("curve", "loglog", "loglog_anchored")
+        assert res[key]["chosen"] == {k: v["chosen"] for k, v in by_kind.items()}
+        for kind in ("exact", "ivfpq"):
+            assert res[key]["chosen_skill_by_kind"][kind]["median_error"]["chosen"] < 0.05
+    # one model for both kinds cannot be right for both
+    res = check(scaling, 100_000, 1_000_000)
+    errs = res["p99_ms"]["chosen_skill_by_kind"]
+    assert max(e["median_error"]["chosen"] for e in errs.values()) > 0.2

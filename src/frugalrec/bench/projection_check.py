@@ -170,6 +170,7 @@ def _rows(
         n = float(t["n_items"])
         rows.append({
             "retriever": t["retriever"],
+            "kind": str(t["kind"]),
             "n_calib_max": int(sizes[-1]),
             "n_target": int(n),
             "measured": float(t[key]),
@@ -190,14 +191,16 @@ def select_on_validation(
     candidates: Sequence[str] = CANDIDATES,
     keys: Sequence[str] = QUANTILE_KEYS,
 ) -> dict[str, Any]:
-    """Choose one candidate per quantile key on validation steps below ``target_items``.
+    """Choose one candidate per quantile key on validation steps below ``target_items``
+    (and, in ``by_kind``, one per quantile key and retriever kind, on that kind's rows).
 
     Records with ``n_items >= target_items`` are removed first (the choice never sees the
     target). A step ``(a, b)`` calibrates on sizes ``<= a`` and validates at ``b``; steps with
     ``b >= target_items`` or no rows are skipped. The score of a candidate is its median
     relative error over every validation row of every step; the lowest wins, ties going to
     the earlier candidate in ``candidates``. Returns ``{key: {"chosen", "median_error":
-    {candidate: e}, "steps": [{calibrate_max, validate_at, rows, median_error}]}}``.
+    {candidate: e}, "n_rows", "by_kind": {kind: {"chosen", "median_error", "n_rows"}},
+    "steps": [{calibrate_max, validate_at, rows, median_error}]}}``.
     """
     seen = [r for r in records if r["n_items"] < target_items]
     out: dict[str, Any] = {}
@@ -219,11 +222,19 @@ def select_on_validation(
             })  # fmt: skip
         if not all_rows:
             raise ValueError(f"no validation step below {target_items} items has data for {key}")
-        med = _median_errors(all_rows, (*candidates, "constant", "linear"))
-        chosen = min(candidates, key=lambda c: (med[c], candidates.index(c)))
-        out[key] = {"chosen": chosen, "median_error": med, "n_rows": len(all_rows),
-                    "steps": step_out}  # fmt: skip
+        out[key] = _choose(all_rows, candidates)
+        out[key]["by_kind"] = {
+            kind: _choose([r for r in all_rows if r["kind"] == kind], candidates)
+            for kind in sorted({str(r["kind"]) for r in all_rows})
+        }
+        out[key]["steps"] = step_out
     return out
+
+
+def _choose(rows: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> dict[str, Any]:
+    med = _median_errors(rows, (*candidates, "constant", "linear"))
+    chosen = min(candidates, key=lambda c: (med[c], candidates.index(c)))
+    return {"chosen": chosen, "median_error": med, "n_rows": len(rows)}
 
 
 def _median_errors(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, float]:
@@ -239,10 +250,13 @@ def check(
     target_items: int,
     *,
     validation: Sequence[tuple[int, int]] | None = DEFAULT_VALIDATION,
+    per_kind: bool = False,
 ) -> dict[str, Any]:
     """Selection on validation (when ``validation`` has a usable step), then the final check:
     rows per retriever measured at ``target_items`` and the skill summaries of the chosen
-    candidate (and, for reference, of every candidate) per quantile; memory likewise."""
+    candidate (and, for reference, of every candidate) per quantile; memory likewise.
+    ``per_kind``: each retriever kind (exact, ivfpq, ...) gets the candidate chosen on its own
+    validation rows, instead of one candidate for all."""
     records = scaling["records"]
     ceilings = Ceilings.from_dict(scaling["ceilings"])
     selection: dict[str, Any] | None = None
@@ -257,6 +271,7 @@ def check(
         "target_items": target_items,
         "validation_steps": [list(s) for s in validation or ()],
         "selection": selection,
+        "per_kind": per_kind,
     }
     for key in QUANTILE_KEYS:
         rows = _rows(records, ceilings, max_calib_items, target_items, key)
@@ -264,10 +279,18 @@ def check(
             raise ValueError(
                 f"need records at <= {max_calib_items} items and at {target_items} items"
             )
-        chosen = selection[key]["chosen"] if selection else None
-        if chosen is not None:
-            for r in rows:
-                r["chosen"] = r[chosen]
+        chosen: Any = None
+        if selection:
+            sel = selection[key]
+            if per_kind:
+                chosen = {k: v["chosen"] for k, v in sel["by_kind"].items()}
+                rows = [r for r in rows if r["kind"] in chosen]
+                for r in rows:
+                    r["chosen"] = r[chosen[r["kind"]]]
+            else:
+                chosen = sel["chosen"]
+                for r in rows:
+                    r["chosen"] = r[chosen]
         res[key] = {
             "rows": rows,
             "chosen": chosen,
@@ -275,6 +298,10 @@ def check(
         }
         if chosen is not None:
             res[key]["chosen_skill"] = skill_summary(rows, model="chosen", **targets_kw)
+            res[key]["chosen_skill_by_kind"] = {
+                kind: skill_summary([r for r in rows if r["kind"] == kind], model="chosen")
+                for kind in sorted({str(r["kind"]) for r in rows})
+            }
     res["index_mb"] = _memory_check(records, max_calib_items, target_items, targets_kw)
     res["method"] = (
         "model choice: for each validation step (calibrate <= a, validate at b < target), "
@@ -333,6 +360,9 @@ def report_lines(res: Mapping[str, Any]) -> list[str]:
             errs = ", ".join(f"{c} {e:.1%}" for c, e in s["median_error"].items())
             lines.append(f"validation {key} ({steps}; {s['n_rows']} rows): {errs} "
                          f"-> chosen: {s['chosen']}")  # fmt: skip
+            for kind, b in s.get("by_kind", {}).items():
+                errs = ", ".join(f"{c} {e:.1%}" for c, e in b["median_error"].items())
+                lines.append(f"  kind {kind} ({b['n_rows']} rows): {errs} -> {b['chosen']}")
     for key in QUANTILE_KEYS:
         for r in res[key]["rows"]:
             lines.append(f"  {key} " + _fmt_row(r, ms))
@@ -350,6 +380,8 @@ def report_lines(res: Mapping[str, Any]) -> list[str]:
                 f"{key} CHOSEN on validation ({res[key]['chosen']}) {title}",
                 res[key]["chosen_skill"],
             ))  # fmt: skip
+            for kind, sk in res[key]["chosen_skill_by_kind"].items():
+                lines.append(format_skill(f"{key}   of which {kind}", sk))
     lines.append(format_skill(f"memory curve  {title}", res["index_mb"]["curve"]))
     return lines
 
@@ -373,10 +405,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(f"{a}:{b}" for a, b in DEFAULT_VALIDATION),
         help="validation steps 'calibrate_max:validate_at,...' ('' for none)",
     )
+    p.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="choose a candidate per retriever kind on its own validation rows",
+    )
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
     scaling = json.loads(Path(a.scaling).read_text())
-    res = check(scaling, a.max_calib_items, a.target_items, validation=_parse_steps(a.validation))
+    res = check(
+        scaling,
+        a.max_calib_items,
+        a.target_items,
+        validation=_parse_steps(a.validation),
+        per_kind=a.per_kind,
+    )
     res["source"] = str(a.scaling)
     print("\n".join(report_lines(res)))
     if a.out:
