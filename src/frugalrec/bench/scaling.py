@@ -277,6 +277,7 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manu
     p.add_argument("--retrievers", default="exact,hnsw,ivfpq")
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--requests", type=int, default=400)
+    p.add_argument("--batch-sizes", default="1,16,256", help="batch sizes timed per index")
     p.add_argument("--seconds-per-batch", type=float, default=8.0)
     p.add_argument("--min-seconds-per-batch", type=float, default=2.0)
     p.add_argument("--hnsw-max-items", type=int, default=0, help="skip HNSW above this size")
@@ -304,6 +305,7 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manu
         configs,
         a.queries,
         n_requests=a.requests,
+        batch_sizes=[int(b) for b in a.batch_sizes.split(",") if b.strip()],
         seconds_per_batch=a.seconds_per_batch,
         min_seconds_per_batch=a.min_seconds_per_batch,
         ceilings=ceilings,
