@@ -236,6 +236,12 @@ def test_the_protocol_refuses_with_the_middlewares_answer_before_any_task(make_c
     admission = c.app.state.admission
     with ServerThread(c.app) as srv:
         assert _parts(_raw_get(srv.port, "/v1/users/u1/recommendations"))[0] == 200
+        # The lane is released when the task ends, which may be just after the client has
+        # read its answer: wait for it, or the line below races that release.
+        deadline = time.monotonic() + 10
+        while admission.in_flight["read"] or srv.server.server_state.tasks:
+            assert time.monotonic() < deadline, "the first request never finished"
+            time.sleep(0.005)
         admission.in_flight["read"] = 2  # the read lane is full
         tasks_before = len(srv.server.server_state.tasks)
         code, headers, body = _parts(_raw_get(srv.port, "/v1/users/u1/recommendations"))
