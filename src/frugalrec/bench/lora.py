@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,19 +29,8 @@ import numpy as np
 
 from frugalrec._io import write_json_atomic
 from frugalrec.bench.llm import WEIGHTS, machine, ndcg_rows, ordered_history, setup_split
+from frugalrec.cost.ceilings import cpu_model
 from frugalrec.llm.runtime import DEFAULT_MODEL
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (the CPU the timings were taken on)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
 
 
 def _cost(t0: float, cpu0: float) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,9 +166,24 @@ class IntentParser:
         self.extend_includes = extend_includes
         self.grammar = intent_grammar(self.categories) if self.categories else ""
         self._grammars: dict[tuple[bool, bool], str] = {}
-        self.last_ms = 0.0
-        self.last_used_llm = False
-        self.last_grammar = ""
+        # What the last ``parse`` did, per thread: the service parses concurrent requests
+        # with one parser, and each reads back its own call's timing.
+        self._last = threading.local()
+
+    @property
+    def last_ms(self) -> float:
+        """Wall ms of this thread's last ``parse``."""
+        return float(getattr(self._last, "ms", 0.0))
+
+    @property
+    def last_used_llm(self) -> bool:
+        """Whether this thread's last ``parse`` asked the LLM."""
+        return bool(getattr(self._last, "used_llm", False))
+
+    @property
+    def last_grammar(self) -> str:
+        """The grammar of this thread's last LLM call ("" before any)."""
+        return str(getattr(self._last, "grammar", ""))
 
     def grammar_for(self, exclude: bool, years: bool) -> str:
         """The grammar with the exclusion list and the years open or fixed (cached)."""
@@ -258,7 +274,8 @@ class IntentParser:
         resolve (and an LLM is set)."""
         t0 = time.perf_counter()
         intent = parse_query(request, self.span, self.all_categories, self.words)
-        self.last_used_llm = False
+        last = self._last
+        last.used_llm = False
         unresolved = unresolved_words(intent, self.all_categories, self.words)
         cats, exclude, years = self.open_fields(intent)
         if (
@@ -267,14 +284,12 @@ class IntentParser:
             or not unresolved
             or not (cats or exclude or years)
         ):
-            self.last_ms = (time.perf_counter() - t0) * 1e3
+            last.ms = (time.perf_counter() - t0) * 1e3
             return intent
-        self.last_used_llm = True
-        self.last_grammar = self.grammar_for(exclude, years)
+        last.used_llm = True
+        last.grammar = self.grammar_for(exclude, years)
         try:
-            text = self.llm.generate(
-                self.prompt(intent.raw), self.max_tokens, grammar=self.last_grammar
-            )
+            text = self.llm.generate(self.prompt(intent.raw), self.max_tokens, grammar=last.grammar)
         except Exception:  # a failing model leaves the rules' answer
             text = ""
         answer = parse_answer(text, self.categories, self.span)
@@ -288,7 +303,7 @@ class IntentParser:
             )
             merge(intent, answer)
             intent.parser = f"rules+{self.llm.name}"
-        self.last_ms = (time.perf_counter() - t0) * 1e3
+        last.ms = (time.perf_counter() - t0) * 1e3
         return intent
 
 
