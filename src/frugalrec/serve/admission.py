@@ -9,7 +9,11 @@ Two signals, per worker process:
   when a request is parsed is that wait. Past ``max_lag_ms`` new requests are refused
   until the loop catches up. (Measured at decision time, not when the heartbeat runs:
   asyncio runs a turn's I/O callbacks before its timers, so the requests that queued
-  during a long turn are parsed before the heartbeat could report it.)
+  during a long turn are parsed before the heartbeat could report it.) Lag refuses only
+  while a request of ours is in flight: with none, the loop was late for reasons outside
+  the service (the OS, a collector, a background thread holding the GIL), nothing queued
+  behind it, and refusing would relieve nothing. A client that sends one request at a time
+  is never refused for lag.
 - **In flight per lane.** ``write`` (``POST``/``DELETE`` under ``/v1`` other than
   ``/v1/query``: each waits for a durable commit) and ``read`` (everything else under
   ``/v1``): at most ``limits[lane]`` at once. Paths outside ``/v1`` (health, readiness,
@@ -102,7 +106,7 @@ class Admission:
         on the event loop."""
         loop = asyncio.get_running_loop()
         self._beat_on(loop)
-        if (self.max_lag_s and loop.time() - self._due > self.max_lag_s) or (
+        if (self._lagging(loop) and self.in_flight[READ] + self.in_flight[WRITE]) or (
             self.in_flight[which] >= self.limits[which]
         ):
             self.metrics.shed.labels(which).inc()
@@ -114,6 +118,9 @@ class Admission:
         self.in_flight[which] -= 1
 
     # ---- the loop-lag signal -------------------------------------------------------------
+    def _lagging(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return bool(self.max_lag_s) and loop.time() - self._due > self.max_lag_s
+
     def _beat_on(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._beating is loop or not self.max_lag_s:
             return
