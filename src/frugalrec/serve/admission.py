@@ -106,7 +106,7 @@ class Admission:
         on the event loop."""
         loop = asyncio.get_running_loop()
         self._beat_on(loop)
-        if (self._lagging(loop) and self.in_flight[READ] + self.in_flight[WRITE]) or (
+        if (self.in_flight[READ] + self.in_flight[WRITE] and self._lagging(loop)) or (
             self.in_flight[which] >= self.limits[which]
         ):
             self.metrics.shed.labels(which).inc()
