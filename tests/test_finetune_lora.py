@@ -199,3 +199,18 @@ def test_label_logits_equal_the_full_forward_at_the_last_position() -> None:
     with torch.no_grad():
         full = model(input_ids=torch.tensor([ids])).logits[0, -1][torch.as_tensor(lab)]
         torch.testing.assert_close(label_logits(model, ids, lab), full)
+
+
+def test_shuffled_candidates_keep_the_answer_and_lose_the_position() -> None:
+    from frugalrec.llm.lora import Example, shuffle_candidates
+
+    # every answer is the cheap stage's first candidate: the position prior at its extreme
+    ex = [Example(u, np.arange(3), np.arange(10 * u, 10 * u + 10), 0) for u in range(400)]
+    sh = shuffle_candidates(ex, seed=3)
+    for a, b in zip(ex, sh, strict=True):
+        assert b.candidates[b.label] == a.candidates[a.label]
+        assert sorted(b.candidates.tolist()) == sorted(a.candidates.tolist())
+    counts = np.bincount([e.label for e in sh], minlength=10)
+    assert counts.min() >= 20 and counts.max() <= 65  # about 40 each, none dominant
+    again = shuffle_candidates(ex, seed=3)
+    assert all(np.array_equal(a.candidates, b.candidates) for a, b in zip(sh, again, strict=True))

@@ -12,6 +12,7 @@ and its size are in ``extra.llm``).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,12 +46,26 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
         raise ValueError(f"PipelineConfig.reranker: {config.reranker!r} is not an llm-<model>")
     if dataset != "ml-100k":
         raise ValueError("LLM re-ranker configurations are measured on ml-100k only")
-    record = measure_config(config.replace(reranker="none", name=""), dataset, quick)
+    record = measure_config(
+        config.replace(reranker="none", llm_adapter="", name=""), dataset, quick
+    )
     n_users = QUICK_USERS if quick else FULL_USERS
     s = setup_split(seed=0, n_users=n_users)
     ds, sample, K = s["ds"], s["sample"], config.candidates
+    name = config.reranker.removeprefix("llm-")
+    lora: dict[str, Any] = {}
+    if config.llm_adapter:
+        from frugalrec.bench.configs import training_block
+        from frugalrec.llm.lora import check_adapter
+
+        lora = check_adapter(config.llm_adapter, name)  # ValueError names the file
     t0 = time.perf_counter()
-    llm = load_llm(config.reranker.removeprefix("llm-"), threads=config.threads)
+    if config.llm_adapter:
+        from frugalrec.llm.lora import load_adapter_llm
+
+        llm = load_adapter_llm(name, config.llm_adapter, threads=config.threads)
+    else:
+        llm = load_llm(name, threads=config.threads)
     load_s = time.perf_counter() - t0
     rr = LLMReranker(llm, ds.items, RerankerConfig(candidates=K))
     cand = s["top"][sample, :K]
@@ -109,6 +124,14 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     cost["flops_per_request"] += flops
     cost["bytes_per_request"] += weights
     cost["stages"] += stages
+    if config.llm_adapter:
+        # training examples come from the random split's training rows, as bench's quality
+        adapter_bytes = sum(
+            f.stat().st_size for f in Path(config.llm_adapter).glob("adapter_model.safetensors")
+        )
+        cost["model_bytes"]["llm_adapter"] = int(adapter_bytes)
+        cost["model_mb"] += adapter_bytes / 2**20
+        record["training"] = training_block(lora)
     q = record["quality"]
     cheap_ndcg = q[f"ndcg@{config.k}"]
     q[f"ndcg@{config.k}"] = cheap_ndcg + delta
@@ -118,6 +141,8 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
         "users_sampled": len(sample), "sample_seed": 0,
         "ndcg_change_on_sample": delta, "cheap_ndcg_all_users": cheap_ndcg,
         "prompt_tokens_mean": tokens, "forward_ms_p50": float(np.median(sec) * 1e3),
+        "adapter": config.llm_adapter or None,
+        "adapter_training_examples": lora.get("training", {}).get("examples"),
         "note": "quality = cheap NDCG (all test users) + re-rank change on the sample; "
                 "cold_ndcg is the cheap stage's (the LLM was not run on the cold protocol)",
     }  # fmt: skip

@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         LoraTrainConfig,
         holdout_rows,
         save_adapter,
+        shuffle_candidates,
         train_lora,
         verbaliser_examples,
     )
@@ -62,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = LoraTrainConfig(
         examples=args.examples, epochs=args.epochs, r=args.r, alpha=2 * args.r, lr=args.lr,
         accumulate=args.accumulate, targets=args.targets, seed=args.seed,
-        autocast=args.autocast,
+        autocast=args.autocast, shuffle_candidates=args.shuffle_candidates,
     )  # fmt: skip
     cfg.validate()
     before = machine()
@@ -88,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)
     if len(examples) > cfg.examples:  # a seeded sample, whichever round it came from
         examples = [examples[i] for i in np.sort(rng.choice(len(examples), cfg.examples, False))]
+    if cfg.shuffle_candidates:
+        examples = shuffle_candidates(examples, cfg.seed)
     llm = TransformersGGUFLLM(args.llm)
     rr = LLMReranker(
         llm, ds.items, RerankerConfig(candidates=cfg.candidates, history_items=cfg.history_items)
@@ -123,16 +126,22 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     from frugalrec._threads import configure_threads
     from frugalrec.evaluate.metrics import bootstrap_ci
-    from frugalrec.llm.lora import LoraGGUFLLM
+    from frugalrec.llm.lora import ADAPTER_RUNTIMES
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
-    from frugalrec.llm.runtime import TransformersGGUFLLM
+    from frugalrec.llm.runtime import LlamaCppLLM, TransformersGGUFLLM
 
     configure_threads()
     before = machine()
     t0, cpu0 = time.perf_counter(), time.process_time()
     s = setup_split(args.seed, args.users, args.stage)
     ds, sample = s["ds"], s["sample"]
-    llm = LoraGGUFLLM(args.llm, args.adapter) if args.adapter else TransformersGGUFLLM(args.llm)
+    llm: Any
+    if args.adapter:
+        llm = ADAPTER_RUNTIMES[args.runtime](args.llm, args.adapter)
+    elif args.runtime == "llama-cpp":
+        llm = LlamaCppLLM(args.llm)
+    else:
+        llm = TransformersGGUFLLM(args.llm)
     K = args.candidates
     rr = LLMReranker(llm, ds.items, RerankerConfig(candidates=K, history_items=args.history))
     cand = s["top"][sample, :K]
@@ -194,8 +203,72 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cmd_runtimes(args: argparse.Namespace) -> dict[str, Any]:
+    """The same re-rank requests through llama.cpp (base, base + GGUF adapter) and torch
+    (base + peft adapter), interleaved request by request in one process so that a busy
+    machine slows all three alike: ms per request, load time, and how far llama.cpp's
+    adapted letter probabilities are from torch's (the runtime that trained them)."""
+    import gc
+
+    from frugalrec._threads import configure_threads
+    from frugalrec.llm.lora import LoraGGUFLLM, LoraLlamaCppLLM
+    from frugalrec.llm.reranker import LLMReranker, RerankerConfig
+    from frugalrec.llm.runtime import LlamaCppLLM
+
+    configure_threads()
+    before = machine()
+    s = setup_split(args.seed, args.users, args.stage)
+    ds, sample = s["ds"], s["sample"]
+    K = args.candidates
+    runtimes: dict[str, Any] = {}
+    load_s: dict[str, float] = {}
+    for label, make in (
+        ("llama-cpp", lambda: LlamaCppLLM(args.llm)),
+        ("llama-cpp+lora", lambda: LoraLlamaCppLLM(args.llm, args.adapter)),
+        ("transformers+lora", lambda: LoraGGUFLLM(args.llm, args.adapter)),
+    ):
+        gc.collect()
+        t = time.perf_counter()
+        runtimes[label] = make()
+        load_s[label] = time.perf_counter() - t
+    rrs = {k: LLMReranker(m, ds.items, RerankerConfig(candidates=K, history_items=args.history))
+           for k, m in runtimes.items()}  # fmt: skip
+    cand = s["top"][sample, :K]
+    probs = {k: np.zeros((len(sample), K), np.float32) for k in runtimes}
+    ms: dict[str, list[float]] = {k: [] for k in runtimes}
+    order = list(runtimes)
+    for r, i in enumerate(sample):
+        hist = ordered_history(ds, s["users"][i], s["mask"])
+        for k in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
+            t = time.perf_counter()
+            probs[k][r] = rrs[k].llm_scores([hist], cand[r : r + 1])[0]
+            ms[k].append((time.perf_counter() - t) * 1e3)
+        if (r + 1) % 10 == 0:
+            print(f"{r + 1}/{len(sample)}", file=sys.stderr)
+    ref = probs["transformers+lora"]
+    out: dict[str, Any] = {"llm": args.llm, "adapter": args.adapter, "stage": args.stage,
+                           "users": len(sample), "sample": f"seeded (seed {args.seed})",
+                           "candidates": K, "runtimes": {}}  # fmt: skip
+    for k in runtimes:
+        a = np.array(ms[k])
+        p = probs[k]
+        out["runtimes"][k] = {
+            "load_s": load_s[k],
+            "ms_per_request_p50": float(np.median(a)),
+            "ms_per_request_p99": float(np.quantile(a, 0.99)),
+            "ms_per_request_mean": float(a.mean()),
+            "top1_same_as_torch_adapter": float((p.argmax(1) == ref.argmax(1)).mean()),
+            "mean_abs_prob_diff_to_torch_adapter": float(np.abs(p - ref).mean()),
+            "top_letter_counts": np.bincount(p.argmax(1), minlength=K).tolist(),
+        }
+    out.update({"llm_prob": {k: np.round(v, 5).tolist() for k, v in probs.items()},
+                "cpu_model": cpu_model(), "machine_before": before,
+                "machine_after": machine()})  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m frugalrec.bench.lora train|eval``."""
+    """``python -m frugalrec.bench.lora train|eval|runtimes``."""
     p = argparse.ArgumentParser(prog="python -m frugalrec.bench.lora")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a LoRA verbaliser on training-split histories")
@@ -212,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-minutes", type=float, default=0, help="stop training after (0: none)")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--out", required=True, help="adapter folder")
+    t.add_argument(
+        "--shuffle-candidates",
+        action="store_true",
+        help="seeded random candidate order per training prompt (the letter carries no rank)",
+    )
     e = sub.add_parser("eval", help="paired NDCG@10 vs the cheap stage on sampled users")
     e.add_argument("--llm", default=DEFAULT_MODEL)
     e.add_argument("--adapter", default="", help="adapter folder ('' = zero-shot)")
@@ -221,11 +299,26 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--history", type=int, default=10)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--choose-from", help="a --stage valid record: report its best weight")
-    for q in (t, e):
+    e.add_argument(
+        "--runtime",
+        choices=("transformers", "llama-cpp"),
+        default="transformers",
+        help="transformers: peft on the float32 base; llama-cpp: GGUF adapter, quantised base",
+    )
+    c = sub.add_parser("runtimes", help="llama.cpp vs torch on the same requests, interleaved")
+    c.add_argument("--llm", default=DEFAULT_MODEL)
+    c.add_argument("--adapter", required=True, help="adapter folder")
+    c.add_argument("--stage", choices=("valid", "test"), default="valid")
+    c.add_argument("--users", type=int, default=30)
+    c.add_argument("--candidates", type=int, default=10)
+    c.add_argument("--history", type=int, default=10)
+    c.add_argument("--seed", type=int, default=2)
+    for q in (t, e, c):
         q.add_argument("--autocast", choices=("none", "bfloat16"), default="none")
         q.add_argument("--json", help="write the record here")
     args = p.parse_args(argv)
-    rec = cmd_train(args) if args.cmd == "train" else cmd_eval(args)
+    commands = {"train": cmd_train, "eval": cmd_eval, "runtimes": cmd_runtimes}
+    rec = commands[args.cmd](args)
     if args.json:
         write_json_atomic(args.json, rec)
     summary = {k: v for k, v in rec.items() if k not in ("loss_per_example", "llm_prob",

@@ -42,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--llm-adapter",
         metavar="DIR",
-        help="a LoRA adapter folder (python -m frugalrec.bench.lora train); served by torch",
+        help="a LoRA adapter folder (python -m frugalrec.bench.lora train)",
+    )
+    p.add_argument(
+        "--llm-adapter-runtime",
+        choices=["llama-cpp", "transformers"],
+        default="llama-cpp",
+        help="llama-cpp: the adapter exported to GGUF on the quantised base (default, faster);"
+        " transformers: peft on the dequantised float32 base",
     )
     p.add_argument(
         "--explain",
@@ -109,8 +116,9 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
                 check_adapter(adapter, args.llm)
             except ValueError as exc:
                 raise UsageError(f"--llm-adapter: {exc}") from None
-            _status(f"loading {args.llm} + LoRA {adapter} (torch)...", args.json)
-            llm = load_adapter_llm(args.llm, adapter)
+            rt = getattr(args, "llm_adapter_runtime", "llama-cpp")
+            _status(f"loading {args.llm} + LoRA {adapter} ({rt})...", args.json)
+            llm = load_adapter_llm(args.llm, adapter, runtime=rt)
         else:
             _status(f"loading {args.llm} (llama.cpp, in a worker process)...", args.json)
             llm = load_llm(args.llm)

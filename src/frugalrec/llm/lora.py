@@ -38,7 +38,7 @@ import numpy as np
 
 from frugalrec._config import JsonConfig
 from frugalrec._io import write_json_atomic
-from frugalrec.llm.runtime import DEFAULT_MODEL, TransformersGGUFLLM
+from frugalrec.llm.runtime import DEFAULT_MODEL, LlamaCppLLM, TransformersGGUFLLM, model_path
 
 RECORD = "frugalrec-lora.json"
 
@@ -62,6 +62,10 @@ class LoraTrainConfig(JsonConfig):
     seed: int = 42
     # "bfloat16": forward/backward under torch's CPU autocast (LoRA weights stay float32).
     autocast: str = "none"
+    # Present each training prompt's candidates in a seeded random order (the answer's letter
+    # moves with its item): the letter then says nothing about the cheap stage's order, so
+    # the loss can only fall by reading history and items (:func:`shuffle_candidates`).
+    shuffle_candidates: bool = False
 
     def validate(self) -> None:
         if self.r < 1 or self.alpha < 1 or self.epochs < 1 or self.accumulate < 1:
@@ -167,6 +171,21 @@ def verbaliser_examples(
         if len(hit):
             out.append(Example(int(u), rest, cands.astype(np.int64), int(hit[0])))
     return out, {"users_tried": tried, "examples": len(out)}
+
+
+def shuffle_candidates(examples: Sequence[Example], seed: int = 42) -> list[Example]:
+    """The examples with each one's candidates in a seeded random order and its label
+    following its item (``new.candidates[new.label] == old.candidates[old.label]``)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in examples:
+        perm = rng.permutation(len(e.candidates))
+        out.append(
+            dataclasses.replace(
+                e, candidates=e.candidates[perm], label=int(np.flatnonzero(perm == e.label)[0])
+            )
+        )
+    return out
 
 
 def attach_lora(model: Any, config: LoraTrainConfig) -> Any:
@@ -329,27 +348,74 @@ class LoraGGUFLLM(TransformersGGUFLLM):
         return out
 
 
-def load_adapter_llm(
-    name: str, adapter: str | Path, threads: int | None = None, *, in_process: bool = False
-) -> Any:
-    """``--llm NAME --llm-adapter DIR``: the base GGUF with the adapter, served by torch.
+class LoraLlamaCppLLM(LlamaCppLLM):
+    """The quantised GGUF base through llama.cpp with the adapter exported to a GGUF adapter
+    (:func:`~frugalrec.llm.lora_gguf.export_gguf_adapter`; written once beside it)."""
 
-    Like :func:`~frugalrec.llm.runtime.load_llm`, in a worker process by default (a crash or
-    hang there is the cheap answer, not a dead caller); ``in_process=True`` loads it here.
+    runtime = "llama-cpp+lora"
+
+    def __init__(
+        self,
+        name: str = DEFAULT_MODEL,
+        adapter: str | Path = "",
+        threads: int | None = None,
+        n_ctx: int = 2048,
+    ) -> None:
+        from frugalrec.llm.lora_gguf import export_gguf_adapter
+
+        self.adapter = Path(adapter)
+        self.adapter_record = check_adapter(self.adapter, name)
+        self.adapter_gguf = export_gguf_adapter(self.adapter, name, model_path(name))
+        super().__init__(name, n_ctx=n_ctx, threads=threads, lora_path=self.adapter_gguf)
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out["adapter"] = str(self.adapter)
+        out["adapter_gguf"] = self.adapter_gguf.name
+        out["adapter_trainable_params"] = self.adapter_record.get("trainable_params")
+        return out
+
+
+# Which runtime serves an adapter (the default is set from the measured comparison,
+# ``python -m frugalrec.bench.lora runtimes``; see BENCHMARKS.md).
+ADAPTER_RUNTIMES: dict[str, type[LoraLlamaCppLLM] | type[LoraGGUFLLM]] = {
+    "llama-cpp": LoraLlamaCppLLM,
+    "transformers": LoraGGUFLLM,
+}
+DEFAULT_ADAPTER_RUNTIME = "llama-cpp"
+
+
+def load_adapter_llm(
+    name: str,
+    adapter: str | Path,
+    threads: int | None = None,
+    *,
+    runtime: str = DEFAULT_ADAPTER_RUNTIME,
+    in_process: bool = False,
+) -> Any:
+    """``--llm NAME --llm-adapter DIR``: the base GGUF with the adapter.
+
+    ``runtime``: ``llama-cpp`` (the GGUF adapter on the quantised base) or ``transformers``
+    (peft on the dequantised float32 base). Like :func:`~frugalrec.llm.runtime.load_llm`, in
+    a worker process by default (a crash or hang there is the cheap answer, not a dead
+    caller); ``in_process=True`` loads it here.
     """
+    if runtime not in ADAPTER_RUNTIMES:
+        raise ValueError(
+            f"unknown adapter runtime {runtime!r}; available: {', '.join(ADAPTER_RUNTIMES)}"
+        )
     if in_process:
-        return LoraGGUFLLM(name, adapter, threads)
+        return ADAPTER_RUNTIMES[runtime](name, adapter, threads)
     from frugalrec._threads import thread_count
     from frugalrec.llm.worker import WorkerLLM
 
     check_adapter(adapter, name)  # a bad folder is a ValueError here, not a dead child
     kwargs = {"name": name, "adapter": str(adapter), "threads": threads or thread_count(),
-              "in_process": True, "runtime": LoraGGUFLLM.runtime}  # fmt: skip
+              "in_process": True, "runtime": ADAPTER_RUNTIMES[runtime].runtime}  # fmt: skip
     return WorkerLLM(f"{__name__}:_worker_factory", kwargs, name=name)
 
 
-def _worker_factory(
-    name: str, adapter: str, threads: int, in_process: bool, runtime: str
-) -> LoraGGUFLLM:
-    """Built in the worker process (``runtime`` only labels the worker's LLM)."""
-    return LoraGGUFLLM(name, adapter, threads)
+def _worker_factory(name: str, adapter: str, threads: int, in_process: bool, runtime: str) -> Any:
+    """Built in the worker process (``runtime`` is the class's label, e.g. llama-cpp+lora)."""
+    by_label = {cls.runtime: cls for cls in ADAPTER_RUNTIMES.values()}
+    return by_label[runtime](name, adapter, threads)

@@ -167,7 +167,13 @@ class LlamaCppLLM:
 
     runtime = "llama-cpp"
 
-    def __init__(self, name: str = DEFAULT_MODEL, n_ctx: int = 2048, threads: int | None = None):
+    def __init__(
+        self,
+        name: str = DEFAULT_MODEL,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        lora_path: str | Path | None = None,
+    ):
         from llama_cpp import Llama
 
         from frugalrec._threads import thread_count
@@ -185,6 +191,7 @@ class LlamaCppLLM:
                 n_batch=512,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
+                lora_path=str(lora_path) if lora_path else None,
                 verbose=False,
             )
         self._loaded = _Loaded((time.perf_counter() - t0) * 1e3, rss0, _rss_mb())

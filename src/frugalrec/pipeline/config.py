@@ -40,6 +40,9 @@ class PipelineConfig(JsonConfig):
     # Fine-tune the encoder on the split's training interactions before fitting (issue #17):
     # FinetuneConfig fields, {} = the frozen encoder. bench records what training costs.
     finetune: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # A LoRA adapter folder for the LLM re-ranker (python -m frugalrec.bench.lora train); its
+    # training cost rides into the bench record, which plan charges (--retrain-days).
+    llm_adapter: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -52,7 +55,8 @@ class PipelineConfig(JsonConfig):
         if self.retrieval != "exact":
             parts.append(self.retrieval)
         if self.reranker != "none":
-            parts.append(f"rerank-{self.reranker}@{self.candidates}")
+            lora = "+lora" if self.llm_adapter else ""
+            parts.append(f"rerank-{self.reranker}{lora}@{self.candidates}")
         return "+".join(parts)
 
     def validate(self) -> None:
@@ -84,6 +88,11 @@ class PipelineConfig(JsonConfig):
         if not _RERANKER.match(self.reranker):
             raise ValueError(
                 f"PipelineConfig.reranker: {self.reranker!r} is not none | llm | llm-<name>"
+            )
+        if self.llm_adapter and not self.reranker.startswith("llm-"):
+            raise ValueError(
+                "PipelineConfig.llm_adapter: needs reranker llm-<name> (the adapter's base), "
+                f"not {self.reranker!r}"
             )
         if self.retrieval not in RETRIEVALS:
             raise ValueError(f"PipelineConfig.retrieval: {self.retrieval!r} not in {RETRIEVALS}")
