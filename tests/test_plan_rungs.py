@@ -46,3 +46,48 @@ def test_plan_weighs_the_rungs_per_hardware(records) -> None:  # type: ignore[no
     # On every GPU profile some rung fits 100 ms (launch-bound forward passes of 20-150 ms).
     for gpu in GPUS:
         assert out[gpu]["config"]["reranker"].startswith("llm-"), gpu
+
+
+def _llm_records(ci95: list[float], fine_tuned: bool = False):  # type: ignore[no-untyped-def]
+    """A cheap stage (NDCG 0.360, 5 ms) and an LLM re-ranker over it (0.366 measured on a
+    40-user sample, 900 ms), on a hypothetical GPU profile where both fit the budget."""
+    from frugalrec.cost.records import CostRecord
+
+    def raw(name: str, ndcg: float, p99: float, qps: float, **quality) -> CostRecord:  # type: ignore[no-untyped-def]
+        return CostRecord.from_dict({
+            "config": {"name": name}, "quality": {"ndcg@10": ndcg, **quality},
+            "cost": {"p50_ms": p99 / 2, "p95_ms": p99, "p99_ms": p99, "qps": qps,
+                     "peak_rss_mb": 500.0},
+            "hardware": "local",
+        })  # fmt: skip
+
+    gain = {"metric": "ndcg@10", "delta": 0.006, "ci95": ci95, "users": 40, "cheap": 0.360,
+            "fine_tuned": fine_tuned}  # fmt: skip
+    return [raw("ease", 0.360, 5.0, 200.0), raw("ease+llm", 0.366, 900.0, 1.5, llm_gain=gain)]
+
+
+def test_plan_counts_an_llm_gain_only_when_its_interval_is_above_zero() -> None:
+    from frugalrec.cost.planner import planning_quality
+
+    profiles = {"local": {"usd_per_hour": 1.0, "memory_gb": 16}}
+    unshown = _llm_records([-0.003, 0.015])
+    q, note = planning_quality(unshown[1], "ndcg@10")
+    assert q == 0.360 and note is not None and "[-0.0030, +0.0150] on 40 users" in note
+    assert planning_quality(unshown[0], "ndcg@10") == (0.360, None)
+    out = plan(unshown, ["local"], profiles, p99_ms=1000.0)["hardware"]["local"]
+    # planned at the cheap stage's quality, the LLM only costs more: the cheap stage wins,
+    # and the plan says why the higher measured figure was not taken
+    assert out["config"]["name"] == "ease"
+    assert out["not_shown"] == [{"config": "ease+llm", "quality": 0.366, "planned_at": 0.360,
+                                 "note": note}]  # fmt: skip
+    assert "`ease+llm`: its NDCG@10 change" in out["reason"]
+    assert out["next_better"] is None  # nothing is shown better than the cheap stage
+
+    shown = _llm_records([0.001, 0.012], fine_tuned=True)
+    assert planning_quality(shown[1], "ndcg@10") == (0.366, None)
+    out = plan(shown, ["local"], profiles, p99_ms=1000.0)["hardware"]["local"]
+    assert out["config"]["name"] == "ease+llm" and out["not_shown"] == []
+    assert "fine-tuned LLM re-ranker buys +0.0060 NDCG@10 [+0.0010, +0.0120]" in out["reason"]
+    # the budget still binds: at 100 ms the shown gain cannot be afforded
+    out = plan(shown, ["local"], profiles, p99_ms=100.0)["hardware"]["local"]
+    assert out["config"]["name"] == "ease" and out["next_better"]["config"]["name"] == "ease+llm"

@@ -191,3 +191,33 @@ def test_report_uses_projections_for_other_hardware() -> None:
     html = render_report([rec], "t", [], hardware="h100")
     row = html[html.index('id="h-all"') :]
     assert ">7.5<" in row and ">projected<" in row
+
+
+def test_report_draws_the_llm_curve_zero_shot_and_fine_tuned(tmp_path: Path) -> None:
+    import json
+
+    def llm(name: str, delta: float, ci: list[float], tuned: bool) -> CostRecord:
+        raw = _rec(name, 0.36 + delta, 900.0, 12.0,
+                   projections={"t4": {"p50_ms": 30.0, "p99_ms": 40.0, "qps": 30.0,
+                                       "usd_per_million_requests": 3.5}}).to_dict()  # fmt: skip
+        raw["quality"]["llm_gain"] = {"metric": "ndcg@10", "delta": delta, "ci95": ci,
+                                      "users": 300, "cheap": 0.36, "fine_tuned": tuned}  # fmt: skip
+        if tuned:
+            raw["training"] = {"wall_seconds": 1224.0}
+        return CostRecord.from_dict(raw)
+
+    records = [*RECORDS, llm("ease+smol<b>", -0.0001, [-0.0005, 0.0003], False),
+               llm("ease+smol+lora", 0.004, [0.001, 0.007], True)]  # fmt: skip
+    html_text = render_report(records, "t", [], hardware="local")
+    assert 'id="chart-llm-curve"' in html_text
+    div = html_text[html_text.index('id="chart-llm-curve"') :]
+    payload = div[: div.index("</script>")]
+    # one trace per (hardware, zero-shot|fine-tuned) with data: local and t4, both kinds
+    for name in ("local, zero-shot", "local, fine-tuned", "t4, zero-shot", "t4, fine-tuned"):
+        assert json.dumps(name) in payload
+    assert "training 1,224 s on local" in payload
+    assert "ease+smol<b>" not in payload and "ease+smol&lt;b&gt;" in payload
+    assert "change +0.0040 [0.0010, 0.0070], 300 users" in payload
+    # without LLM configurations the section says how to get them
+    plain = render_report(RECORDS, "t", [], hardware="local")
+    assert "frugalrec bench --llm</code> adds them" in plain

@@ -70,7 +70,9 @@ def default_grid(quick: bool = True, llm: bool | Sequence[str] = False) -> list[
 # ---------------------------------------------------------------------------------------
 
 
-def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
+def measure_config(
+    config: PipelineConfig, dataset: str, quick: bool = True, llm_users: int | None = None
+) -> dict[str, Any]:
     """Quality and cost of one configuration (run in a fresh process for honest RSS)."""
     from frugalrec._threads import configure_threads
     from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
@@ -86,7 +88,7 @@ def measure_config(config: PipelineConfig, dataset: str, quick: bool = True) -> 
     if config.reranker != "none":  # the LLM tier measures its own stage on top of the cheap one
         from frugalrec.bench.llm_configs import measure_llm_config
 
-        return measure_llm_config(config, dataset, quick)
+        return measure_llm_config(config, dataset, quick, n_users=llm_users)
     ds = load_dataset(dataset)
     cls = model_class(config.model)
     model_cfg = cls.config_cls.from_dict(config.model_config)
@@ -380,8 +382,9 @@ def _worker_main(argv: list[str]) -> int:
         Path(argv[1]).write_text(json.dumps(measure_baseline(argv[2])))
         return 0
     cfg_path, out_path, dataset, quick = argv[0], argv[1], argv[2], argv[3] == "1"
+    llm_users = int(argv[4]) if len(argv) > 4 and int(argv[4]) > 0 else None
     config = PipelineConfig.from_json(Path(cfg_path).read_text())
-    result = measure_config(config, dataset, quick)
+    result = measure_config(config, dataset, quick, llm_users)
     Path(out_path).write_text(json.dumps(result))
     return 0
 
@@ -392,14 +395,23 @@ def _worker_main(argv: list[str]) -> int:
 
 
 def run_config_subprocess(
-    config: PipelineConfig, dataset: str, quick: bool, timeout_s: float = 900
+    config: PipelineConfig,
+    dataset: str,
+    quick: bool,
+    timeout_s: float = 900,
+    llm_users: int | None = None,
 ) -> dict[str, Any]:
-    """Measure one configuration in a fresh interpreter; raise with its stderr on failure."""
+    """Measure one configuration in a fresh interpreter; raise with its stderr on failure.
+
+    ``llm_users``: test users an LLM re-ranker configuration is run on (None: 16 quick, 64
+    full); each may take seconds on a CPU, so the time limit grows by 30 s per user."""
+    if config.reranker != "none" and llm_users:
+        timeout_s = max(timeout_s, 900 + 30.0 * llm_users)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path, out_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
         cfg_path.write_text(config.to_json())
         cmd = [sys.executable, "-m", "frugalrec.bench.configs", str(cfg_path), str(out_path),
-               dataset, "1" if quick else "0"]  # fmt: skip
+               dataset, "1" if quick else "0", str(llm_users or 0)]  # fmt: skip
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
         )
@@ -536,8 +548,10 @@ def run_bench(
     configs: list[PipelineConfig] | None = None,
     progress: Callable[[str], None] | None = None,
     commands: list[str] | None = None,
+    llm_users: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Sweep ``configs`` (default grid), write ``bench.json`` and ``report.html``."""
+    """Sweep ``configs`` (default grid), write ``bench.json`` and ``report.html``.
+    ``llm_users``: the sample LLM re-ranker configurations are measured on (``--llm-sample``)."""
     from frugalrec._io import write_json_atomic
     from frugalrec.cost.ceilings import cached_ceilings, measure_ceilings
     from frugalrec.cost.hardware import load_profiles
@@ -556,7 +570,7 @@ def run_bench(
     for c in configs:
         if progress:
             progress(c.name)
-        results.append(run_config_subprocess(c, dataset, quick))
+        results.append(run_config_subprocess(c, dataset, quick, llm_users=llm_users))
         add_increment(results[-1]["cost"], baseline)
     projections, error = project_records(results, profiles)
     local = profiles["local"]

@@ -33,8 +33,15 @@ def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-13
     ]  # fmt: skip
 
 
-def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True) -> dict[str, Any]:
-    """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality)."""
+def measure_llm_config(
+    config: PipelineConfig, dataset: str, quick: bool = True, n_users: int | None = None
+) -> dict[str, Any]:
+    """The cheap config's record with the LLM stage added (latency, memory, FLOPs, quality).
+
+    ``n_users``: seeded test users the LLM re-ranks (default 16 quick, 64 full). The quality
+    gain over the cheap stage on them, with the bootstrap 95% interval of the per-user paired
+    difference, is ``quality["llm_gain"]``: ``plan`` counts the gain only when its interval
+    lies above 0."""
     from frugalrec.bench.configs import measure_config
     from frugalrec.bench.device import decoder_launches
     from frugalrec.bench.llm import ndcg_rows, ordered_history, setup_split
@@ -49,7 +56,7 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     record = measure_config(
         config.replace(reranker="none", llm_adapter="", name=""), dataset, quick
     )
-    n_users = QUICK_USERS if quick else FULL_USERS
+    n_users = n_users or (QUICK_USERS if quick else FULL_USERS)
     s = setup_split(seed=0, n_users=n_users)
     ds, sample, K = s["ds"], s["sample"], config.candidates
     name = config.reranker.removeprefix("llm-")
@@ -76,10 +83,11 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     ids, _ = blend(cand, s["scores"][sample, :K], probs, rr.config.weight)
     top = np.concatenate([ids, s["top"][sample, K:]], axis=1)[:, : config.k]
     rel = s["test"][sample]
-    delta = float(
-        ndcg_rows(top, rel, config.k).mean()
-        - ndcg_rows(s["top"][sample, : config.k], rel, config.k).mean()
-    )
+    diff = ndcg_rows(top, rel, config.k) - ndcg_rows(s["top"][sample, : config.k], rel, config.k)
+    delta = float(diff.mean())
+    from frugalrec.evaluate.metrics import bootstrap_ci
+
+    ci = bootstrap_ci(diff, np.random.default_rng(0), n_boot=2000)
     sec = np.array([t.ms for t in llm.timings]) / 1e3
     tokens = float(np.mean([t.prompt_tokens + t.reused_tokens for t in llm.timings]))
     info = llm.info()
@@ -135,6 +143,9 @@ def measure_llm_config(config: PipelineConfig, dataset: str, quick: bool = True)
     q = record["quality"]
     cheap_ndcg = q[f"ndcg@{config.k}"]
     q[f"ndcg@{config.k}"] = cheap_ndcg + delta
+    q["llm_gain"] = {"metric": f"ndcg@{config.k}", "delta": delta,
+                     "ci95": [float(ci[0]), float(ci[1])], "users": len(sample),
+                     "cheap": cheap_ndcg, "fine_tuned": bool(config.llm_adapter)}  # fmt: skip
     record["config"] = config.to_dict()
     record.setdefault("extra", {})["llm"] = {
         "model": info["name"], "runtime": info["runtime"], "params": info["params"],

@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "rung of the LLM registry (smollm2-135m, gemma3-270m, qwen2.5-0.5b, qwen2.5-1.5b), "
         "or the comma-separated NAMES",
     )
+    b.add_argument(
+        "--llm-sample",
+        type=int,
+        metavar="N",
+        help="test users each LLM configuration re-ranks (default 16 with --quick, else 64); "
+        "bounds the time (seconds per user on a CPU) and sets the width of the quality interval",
+    )
     from frugalrec.cli.evaluate import add_engine_args
 
     add_engine_args(b)
@@ -121,6 +128,10 @@ def _bench(args: argparse.Namespace) -> int:
     from frugalrec.cli.source import source_flags, source_from_args, warn_coverage
     from frugalrec.pipeline.config import PipelineConfig
 
+    if args.llm_sample is not None and args.llm_sample < 2:
+        from frugalrec.cli import UsageError
+
+        raise UsageError(f"--llm-sample: needs at least 2 users, got {args.llm_sample}")
     src = source_from_args(args)
     assert src is not None
     # Load once here: a bad file fails before any worker starts, with file, line and field.
@@ -144,7 +155,12 @@ def _bench(args: argparse.Namespace) -> int:
     cmd = "frugalrec bench " + source_flags(src) + (" --quick" if args.quick else "")
     cmd += f" --out {args.out}" + (" --engine ray" if args.engine == "ray" else "")
     cmd += "" if not args.llm else " --llm" if args.llm == "all" else f" --llm {args.llm}"
-    records = run_bench(src.to_spec(), args.out, args.quick, configs, tick, commands=[cmd])
+    if args.llm_sample is not None:
+        cmd += f" --llm-sample {args.llm_sample}"
+    records = run_bench(
+        src.to_spec(), args.out, args.quick, configs, tick, commands=[cmd],
+        llm_users=args.llm_sample,
+    )  # fmt: skip
     bar.update(1)
     bar.close()
     if args.json:

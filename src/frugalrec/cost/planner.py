@@ -54,6 +54,8 @@ class _Option:
     memory_mb: float
     violations: list[_Violation] = field(default_factory=list)
     training: dict[str, Any] | None = None
+    # Why ``quality`` is not the record's own figure (an LLM gain not shown above zero).
+    quality_note: str | None = None
 
     @property
     def name(self) -> str:
@@ -233,7 +235,10 @@ def _plan_one(
         q = rec.quality.get(limits.metric)
         if q is None or isinstance(q, bool) or not isinstance(q, int | float):
             continue
-        options.append(_option(rec, cost, source, float(q), usd_per_hour, hardware_mb, limits))
+        planned, note = planning_quality(rec, limits.metric)
+        opt = _option(rec, cost, source, planned, usd_per_hour, hardware_mb, limits)
+        opt.quality_note = note
+        options.append(opt)
     if not options:
         return _infeasible(
             NO_DATA, f"no data for {hw}: no configuration with cost data there has {label}"
@@ -251,6 +256,11 @@ def _plan_one(
         return _infeasible(constraint, message)
 
     best = min(feasible, key=_rank_key)
+    unshown = sorted(
+        (o for o in feasible
+         if o.quality_note and float(o.record.quality[limits.metric]) > best.quality),
+        key=lambda o: o.name,
+    )  # fmt: skip
     better = [o for o in options if o.quality > best.quality]
     nxt = min(better, key=_next_key) if better else None
     return {
@@ -264,14 +274,52 @@ def _plan_one(
         "qps_basis": "service" if best.cost.get("service_qps") else "scorer",
         "usd_per_month": best.usd_per_month,
         "training": best.training,
+        "quality_planned": best.quality,
+        "quality_note": best.quality_note,
         "memory": {
             "per_machine_mb": best.memory_mb,
             "hardware_mb": hardware_mb,
             "limit_mb": limits.max_memory_mb,
         },
-        "reason": _reason(best, nxt, hw, hardware_mb, limits),
+        "reason": _reason(best, nxt, hw, hardware_mb, limits) + _unshown_text(unshown),
+        "not_shown": [
+            {
+                "config": o.name,
+                "quality": float(o.record.quality[limits.metric]),
+                "planned_at": o.quality,
+                "note": o.quality_note,
+            }
+            for o in unshown
+        ],
         "next_better": _next_dict(best, nxt, hw) if nxt else None,
     }
+
+
+def planning_quality(rec: CostRecord, metric: str) -> tuple[float, str | None]:
+    """The quality ``plan`` ranks ``rec`` by, and a note when it is not the record's own.
+
+    An LLM re-ranker's quality is the cheap stage's plus a change measured on a sample of
+    users (``quality["llm_gain"]``: delta, its bootstrap 95% interval, users, cheap). A
+    change whose interval reaches 0 or below is not shown: the configuration is planned at
+    the cheap stage's quality, so it can only win by being cheaper, which it is not.
+    """
+    q = float(rec.quality[metric])
+    gain = rec.quality.get("llm_gain")
+    if not isinstance(gain, Mapping) or gain.get("metric") != metric:
+        return q, None
+    try:
+        lo, hi = (float(x) for x in gain["ci95"])
+        delta, cheap, users = float(gain["delta"]), float(gain["cheap"]), int(gain["users"])
+    except (KeyError, TypeError, ValueError):
+        return q, None
+    if math.isfinite(lo) and lo > 0:
+        return q, None
+    label = metric_label(metric)
+    return cheap, (
+        f"its {label} change over the cheap stage, {delta:+.4f} [{lo:+.4f}, {hi:+.4f}] on "
+        f"{users} users, is not shown above 0, so it is planned at the cheap stage's "
+        f"{cheap:.3f}"
+    )
 
 
 def _training_cost(
@@ -474,6 +522,19 @@ def _reason(
     else:
         text += f"one machine serves up to {_qps(best.qps_per_machine)} QPS"
     text += f" for {price}." if price else f" (no price known for {hw})."
+    gain = best.record.quality.get("llm_gain")
+    if isinstance(gain, Mapping) and best.quality_note is None and "ci95" in gain:
+        lo, hi = gain["ci95"]
+        kind = "fine-tuned" if gain.get("fine_tuned") else "zero-shot"
+        text += (
+            f" Its {kind} LLM re-ranker buys {float(gain['delta']):+.4f} {label} "
+            f"[{float(lo):+.4f}, {float(hi):+.4f}] over the cheap stage ({gain['users']} users)."
+        )
+        if best.training:
+            text += (
+                f" Training: {best.training['seconds']:.0f} s on {best.training['measured_on']}"
+                f" ({_usd(best.training['usd_per_month'])}/month with retraining)."
+            )
     if nxt is None:
         return text + f" No configuration with data on {hw} has higher {label}."
     text += f" The next step up, `{nxt.name}`, would add +{nxt.quality - best.quality:.3f} {label}"
@@ -487,6 +548,11 @@ def _reason(
             text += " at the same monthly cost"
     breaks = _breaches_text(nxt.violations, hw)
     return text + (f" but {breaks}." if breaks else ".")
+
+
+def _unshown_text(unshown: Sequence[_Option]) -> str:
+    """Configurations whose raw quality beats the pick but whose LLM gain is not shown."""
+    return "".join(f" `{o.name}`: {o.quality_note}." for o in unshown)
 
 
 def _next_dict(best: _Option, nxt: _Option, hw: str) -> dict[str, Any]:

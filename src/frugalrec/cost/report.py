@@ -136,6 +136,16 @@ def render_report(
         parts.append(f"<p>No price is known for {e(hardware)}, so there is no cost chart.</p>")
     parts += [
         "</section>",
+        '<section aria-labelledby="h-llm">',
+        '<h2 id="h-llm">Language-model re-rankers: what the quality gain costs</h2>',
+        "<p>Each LLM re-ranker configuration's change in quality over the cheap stage on its "
+        "sample of test users (bar: the bootstrap 95% interval of the per-user paired "
+        "difference) against dollars per million requests on each hardware profile (measured "
+        "where the bench ran, projected elsewhere). Open markers: zero-shot; filled: "
+        "fine-tuned (training cost in the hover). A gain whose bar reaches 0 is not shown, and "
+        "<code>plan</code> does not pay for it.</p>",
+        charts.llm_curve(records),
+        "</section>",
         '<section aria-labelledby="h-capacity">',
         '<h2 id="h-capacity">Capacity per $1,000 a month, per hardware profile</h2>',
         "<p>Requests per second one $1,000/month buys on each profile (measured where the bench "
@@ -242,6 +252,57 @@ class _Charts:
             margin={"l": 220, "r": 20, "t": 30, "b": 50}, xaxis_title="MB",
         )  # fmt: skip
         return self._html(fig, "memory")
+
+    def llm_curve(self, records: Sequence[CostRecord]) -> str:
+        import plotly.graph_objects as go
+
+        llm = [r for r in records if isinstance(r.quality.get("llm_gain"), dict)]
+        hardware = sorted({h for r in llm for h in (r.hardware, *r.projections)})
+        fig = go.Figure()
+        for hw in hardware:
+            for tuned in (False, True):
+                xs, ys, lo, hi, hover = [], [], [], [], []
+                for rec in llm:
+                    g = rec.quality["llm_gain"]
+                    cost = cost_on(rec, hw)
+                    usd = _float((cost or {}).get("usd_per_million_requests"))
+                    delta, ci = _float(g.get("delta")), g.get("ci95") or [None, None]
+                    if bool(g.get("fine_tuned")) != tuned or not usd or delta is None:
+                        continue
+                    xs.append(usd)
+                    ys.append(delta)
+                    lo.append(delta - (_float(ci[0]) or delta))
+                    hi.append((_float(ci[1]) or delta) - delta)
+                    train = ""
+                    if rec.training:
+                        train = (f"<br>training {float(rec.training['wall_seconds']):,.0f} s on "
+                                 f"{html.escape(rec.hardware)}")  # fmt: skip
+                    hover.append(
+                        f"{html.escape(rec.name)} on {html.escape(hw)}<br>"
+                        f"{metric_label(str(g.get('metric', QUALITY)))} change {delta:+.4f} "
+                        f"[{_num(_float(ci[0]), 4)}, {_num(_float(ci[1]), 4)}], "
+                        f"{int(g.get('users', 0))} users<br>${usd:,.2f} per 1M requests{train}"
+                    )
+                if xs:
+                    fig.add_trace(go.Scatter(
+                        x=xs, y=ys, mode="markers", hovertext=hover, hoverinfo="text",
+                        name=f"{html.escape(hw)}, {'fine-tuned' if tuned else 'zero-shot'}",
+                        error_y={"type": "data", "symmetric": False, "array": hi,
+                                 "arrayminus": lo},
+                        marker={"size": 10, "symbol": "circle" if tuned else "circle-open"},
+                    ))  # fmt: skip
+        if not fig.data:
+            return (
+                '<p class="note">No LLM re-ranker configurations in this bench '
+                "(<code>frugalrec bench --llm</code> adds them).</p>"
+            )
+        fig.add_hline(y=0.0, line={"color": OTHER_COLOUR, "dash": "dot"})
+        fig.update_layout(
+            height=460, template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 50},
+            xaxis={"title": "$ per million requests (log)", "type": "log"},
+            yaxis={"title": "quality change over the cheap stage"},
+        )  # fmt: skip
+        return self._html(fig, "llm-curve")
 
     def capacity(self, records: Sequence[CostRecord]) -> str:
         import plotly.graph_objects as go
