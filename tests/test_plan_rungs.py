@@ -91,3 +91,23 @@ def test_plan_counts_an_llm_gain_only_when_its_interval_is_above_zero() -> None:
     # the budget still binds: at 100 ms the shown gain cannot be afforded
     out = plan(shown, ["local"], profiles, p99_ms=100.0)["hardware"]["local"]
     assert out["config"]["name"] == "ease" and out["next_better"]["config"]["name"] == "ease+llm"
+
+
+def test_llm_rungs_join_the_grid_where_their_measured_cost_fits_the_budget() -> None:
+    from frugalrec.bench.llm_configs import RERANK_PROMPT_TOKENS, rungs_within_budget
+    from frugalrec.llm.registry import llm_spec
+
+    rate = {r: llm_spec(r).cpu_prompt_tokens_per_s for r in RUNGS}
+    est = {r: 16 * RERANK_PROMPT_TOKENS / rate[r] + 10.0 for r in RUNGS}  # type: ignore[operator]
+    chosen, got = rungs_within_budget(RUNGS, 16, 1e9)
+    assert chosen == RUNGS and got == pytest.approx(est)
+    # a budget for the cheapest rung alone (gemma3-270m has the highest measured rate)
+    cheapest = min(RUNGS, key=lambda r: est[r])
+    assert rungs_within_budget(RUNGS, 16, est[cheapest] + 1.0)[0] == (cheapest,)
+    # cheapest first until the budget is spent; the registry's order is kept in the answer
+    two = sorted(est.values())[:2]
+    chosen, _ = rungs_within_budget(RUNGS, 16, sum(two) + 1.0)
+    assert sorted(est[c] for c in chosen) == two and list(chosen) == [
+        r for r in RUNGS if r in chosen
+    ]
+    assert rungs_within_budget(RUNGS, 16, 1.0)[0] == ()

@@ -21,6 +21,32 @@ from frugalrec.pipeline.config import PipelineConfig
 
 QUICK_USERS = 16
 FULL_USERS = 64
+# Mean tokens of one re-rank prompt of 10 candidates on ml-100k (docs/bench, the ladder runs).
+RERANK_PROMPT_TOKENS = 380
+
+
+def rungs_within_budget(
+    names: tuple[str, ...], users: int, seconds: float
+) -> tuple[tuple[str, ...], dict[str, float | None]]:
+    """The rungs whose estimated measuring time fits ``seconds`` together, cheapest first.
+
+    A rung's estimate is ``users`` re-rank prompts (users x configurations per rung) at the
+    prompt rate measured on the
+    reference CPU (its registry entry), plus its load; a rung without a measured rate is
+    never guessed into a budget. Returns (chosen, estimated seconds per rung, None where
+    unknown)."""
+    from frugalrec.llm.registry import llm_spec
+
+    est: dict[str, float | None] = {}
+    for n in names:
+        rate = llm_spec(n).cpu_prompt_tokens_per_s
+        est[n] = users * RERANK_PROMPT_TOKENS / rate + 10.0 if rate else None
+    chosen, spent = [], 0.0
+    for n in sorted((n for n in names if est[n] is not None), key=lambda n: est[n] or 0.0):
+        if spent + (est[n] or 0.0) <= seconds:
+            chosen.append(n)
+            spent += est[n] or 0.0
+    return tuple(c for c in names if c in chosen), est
 
 
 def llm_grid(ks: tuple[int, ...] = (10,), models: tuple[str, ...] = ("smollm2-135m",)) -> list:

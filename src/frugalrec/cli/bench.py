@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="test users each LLM configuration re-ranks (default 16 with --quick, else 64); "
         "bounds the time (seconds per user on a CPU) and sets the width of the quality interval",
     )
+    b.add_argument(
+        "--llm-budget-minutes",
+        type=float,
+        metavar="M",
+        help="LLM configurations join the grid where their estimated measuring time (the "
+        "sample at each rung's measured CPU rate) fits M minutes together, cheapest first; "
+        "from every rung, or from --llm NAMES",
+    )
     from frugalrec.cli.evaluate import add_engine_args
 
     add_engine_args(b)
@@ -97,6 +105,31 @@ def llm_rungs(value: str | None) -> bool | tuple[str, ...]:
     return names
 
 
+def _rungs_in_budget(args: argparse.Namespace, rungs: bool | tuple[str, ...]) -> tuple[str, ...]:
+    """``--llm-budget-minutes``: the rungs (all, or ``--llm NAMES``) that fit; says which."""
+    from frugalrec.bench.llm_configs import FULL_USERS, QUICK_USERS, rungs_within_budget
+    from frugalrec.cli import UsageError
+    from frugalrec.llm.registry import llm_names
+
+    if args.llm_budget_minutes <= 0:
+        raise UsageError(f"--llm-budget-minutes: must be > 0, got {args.llm_budget_minutes}")
+    names = rungs if isinstance(rungs, tuple) else tuple(llm_names())
+    users = args.llm_sample or (QUICK_USERS if args.quick else FULL_USERS)
+    # the full grid measures each rung at three candidate counts (5, 10, 20)
+    per_rung = users * (1 if args.quick else 3)
+    chosen, est = rungs_within_budget(names, per_rung, args.llm_budget_minutes * 60.0)
+    if not args.json:
+        parts = []
+        for n in names:
+            e = est[n]
+            if e is None:
+                parts.append(f"{n} (no measured rate: left out)")
+            else:
+                parts.append(f"{n} ~{e / 60:.1f} min" + ("" if n in chosen else " (left out)"))
+        print(f"LLM configurations for {users} users: " + ", ".join(parts), file=sys.stderr)
+    return chosen
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.engine == "local":
         if args.ray_address:
@@ -136,7 +169,10 @@ def _bench(args: argparse.Namespace) -> int:
     assert src is not None
     # Load once here: a bad file fails before any worker starts, with file, line and field.
     warn_coverage(src.load(), src, args.json)
-    configs = default_grid(args.quick, llm=llm_rungs(args.llm))
+    rungs = llm_rungs(args.llm)
+    if args.llm_budget_minutes is not None:
+        rungs = _rungs_in_budget(args, rungs)
+    configs = default_grid(args.quick, llm=rungs)
     if args.configs:
         raw = json.loads(Path(args.configs).read_text())
         if not isinstance(raw, list):
@@ -157,6 +193,8 @@ def _bench(args: argparse.Namespace) -> int:
     cmd += "" if not args.llm else " --llm" if args.llm == "all" else f" --llm {args.llm}"
     if args.llm_sample is not None:
         cmd += f" --llm-sample {args.llm_sample}"
+    if args.llm_budget_minutes is not None:
+        cmd += f" --llm-budget-minutes {args.llm_budget_minutes:g}"
     records = run_bench(
         src.to_spec(), args.out, args.quick, configs, tick, commands=[cmd],
         llm_users=args.llm_sample,
