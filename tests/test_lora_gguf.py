@@ -203,3 +203,35 @@ def test_bench_record_of_a_lora_reranker_carries_its_training_cost(tmp_path) -> 
     plain = measure_llm_config(c.replace(llm_adapter="", name=""), "ml-100k", quick=True)
     assert rec["quality"]["ndcg@10"] == pytest.approx(plain["quality"]["ndcg@10"], abs=1e-9)
     assert "training" not in plain
+
+
+def test_serve_settings_check_the_adapter_and_the_tier_loads_it(tmp_path, monkeypatch) -> None:
+    import types
+
+    import pandas as pd
+    from pydantic import ValidationError
+
+    from frugalrec.llm import lora
+    from frugalrec.serve.llm_tier import LLMTier
+    from frugalrec.serve.settings import ServeSettings
+
+    with pytest.raises(ValidationError, match="not a frugalrec LoRA adapter folder"):
+        ServeSettings(rerank="llm", llm_adapter=tmp_path / "nowhere")
+    _handmade_adapter(tmp_path / "ad")  # trained on smollm2-135m
+    with pytest.raises(ValidationError, match=r"trained on 'smollm2-135m', not 'qwen2\.5-0\.5b'"):
+        ServeSettings(rerank="llm", llm_model="qwen2.5-0.5b", llm_adapter=tmp_path / "ad")
+    settings = ServeSettings(rerank="llm", llm_adapter=tmp_path / "ad")
+    assert settings.llm_adapter_runtime == "llama-cpp"
+    calls = []
+
+    def fake_load(name, adapter, threads=None, *, runtime="llama-cpp", in_process=False):  # type: ignore[no-untyped-def]
+        from frugalrec.llm.fake import FakeLLM
+
+        calls.append((name, str(adapter), runtime))
+        return FakeLLM()
+
+    monkeypatch.setattr(lora, "load_adapter_llm", fake_load)
+    items = pd.DataFrame({"title": ["a", "b"], "genres": ["x", "y"]})
+    tier = LLMTier(settings, types.SimpleNamespace(items=items))  # type: ignore[arg-type]
+    assert calls == [("smollm2-135m", str(tmp_path / "ad"), "llama-cpp")]
+    assert type(tier.llm).__name__ == "FakeLLM"

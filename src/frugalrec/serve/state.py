@@ -110,7 +110,8 @@ class ServiceState:
         name = settings.intent_llm
         if name is None:
             return None
-        if self.llm_tier is not None and settings.llm_model == name:
+        # shared only when it is the plain model: an adapter was trained to answer letters
+        if self.llm_tier is not None and settings.llm_model == name and not settings.llm_adapter:
             return self.llm_tier.llm
         if llm is not None:
             return llm
