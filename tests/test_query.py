@@ -154,3 +154,16 @@ def test_a_catalogue_extends_and_overrides_the_category_words(tmp_path) -> None:
         f.write_text(bad)
         with pytest.raises(ValueError):
             load_category_words(f)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "include"),
+    [
+        ("a time-travel story", {"Sci-Fi"}),  # the table says "time travel"
+        ("a show-tune spectacular", {"Musical"}),  # the table says "show tunes"
+        ("a coming of age story", {"Drama"}),  # the table says "coming-of-age"
+        ("lots of fist fights and stunts", {"Action"}),
+    ],
+)
+def test_phrases_match_with_hyphens_or_spaces(request_text, include) -> None:  # type: ignore[no-untyped-def]
+    assert parse_query(request_text).include == include

@@ -106,7 +106,13 @@ def _norm(name: str) -> str:
 
 
 def _forms(phrase: str) -> set[str]:
-    """A phrase and its simple plural/singular forms (last word only)."""
+    """A phrase, its simple plural/singular forms (last word only), each written with
+    hyphens or spaces between its words ("time travel" = "time-travel")."""
+    out = _singular_plural(phrase)
+    return out | {f.replace(" ", "-") for f in out} | {f.replace("-", " ") for f in out}
+
+
+def _singular_plural(phrase: str) -> set[str]:
     out = {phrase}
     head, _, last = phrase.rpartition(" ")
     pre = f"{head} " if head else ""
