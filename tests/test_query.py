@@ -167,3 +167,18 @@ def test_a_catalogue_extends_and_overrides_the_category_words(tmp_path) -> None:
 )
 def test_phrases_match_with_hyphens_or_spaces(request_text, include) -> None:  # type: ignore[no-untyped-def]
     assert parse_query(request_text).include == include
+
+
+@pytest.mark.parametrize(
+    ("request_text", "include", "years"),
+    [
+        ("a horror film, but nothing from the nineties", {"Horror"}, (None, 1989)),
+        ("not the 80s please, a comedy", {"Comedy"}, (None, 1979)),
+        ("anything but the twenties", set(), (1930, None)),  # more of the span lies after
+        ("a comedy from the nineties", {"Comedy"}, (1990, 1999)),  # not negated
+        ("no horror from the 90s", set(), (1990, 1999)),  # the genre is negated, not the decade
+    ],
+)
+def test_a_negated_decade_is_excluded(request_text, include, years) -> None:  # type: ignore[no-untyped-def]
+    intent = parse_query(request_text, catalogue_years=(1922, 1998))
+    assert intent.include == include and (intent.year_min, intent.year_max) == years

@@ -225,6 +225,13 @@ _DECADE = re.compile(
     r"(?:'?(?:(19|20)?(\d)0)'?s|(?:nineteen[- ]?)?(" + "|".join(_DECADE_WORDS) + r"))\b",
     re.IGNORECASE,
 )
+# A negation right before a decade: "nothing from the nineties", "not the 80s", "anything but
+# the seventies" (the decade is then excluded, not asked for).
+_NEG_BEFORE = re.compile(
+    r"\b(?:nothing|not|no|never|but|except|excluding|avoid)\s+(?:(?:made|set|released|"
+    r"filmed|shot|anything|stuff|films?|movies?)\s+)?$",
+    re.IGNORECASE,
+)
 _RANGE = re.compile(
     rf"\b(?:between\s+{_Y}\s+and\s+{_Y}|from\s+{_Y}\s*(?:to|till|until|through|-|–)\s*{_Y}|"
     rf"{_Y}\s*(?:-|–|to)\s*{_Y})\b",
@@ -369,16 +376,27 @@ def _parse_years(intent: QueryIntent, text: str, span: tuple[int, int] | None) -
         ys = [_year(g, span) for g in m.groups() if g]
         intent.year_min, intent.year_max = min(ys), max(ys)
         return
-    decades = []
+    decades: list[tuple[int, int]] = []
+    negated: list[tuple[int, int]] = []
     for m in _DECADE.finditer(text):  # "the forties or fifties": both
         part, century, digit, word = m.group(1), m.group(2), m.group(3), m.group(4)
         decade = _DECADE_WORDS[word.lower()] if word else int(digit)
         base = int(century) * 100 if century else _decade_base(decade, span)
         lo = base + decade * 10
         off = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get((part or "").lower(), (0, 9))
-        decades.append((lo + off[0], lo + off[1]))
+        neg = _NEG_BEFORE.search(text[: m.start()].rstrip() + " ")
+        (negated if neg else decades).append((lo + off[0], lo + off[1]))
     if decades:
         intent.year_min, intent.year_max = min(d[0] for d in decades), max(d[1] for d in decades)
+    elif negated:
+        # One range can only keep one side of an excluded decade: the side with more of the
+        # catalogue's years (the whole remaining side where the decade is at an end).
+        lo, hi = min(d[0] for d in negated), max(d[1] for d in negated)
+        first, last = span if span is not None else (1900, 2029)
+        if hi - first >= last - lo:  # more years before the decade than after it
+            intent.year_max = lo - 1
+        else:
+            intent.year_min = hi + 1
     rest = text
     if m := _MIN_INCL.search(rest):
         intent.year_min = _first_year(m, span)
