@@ -182,3 +182,19 @@ def test_phrases_match_with_hyphens_or_spaces(request_text, include) -> None:  #
 def test_a_negated_decade_is_excluded(request_text, include, years) -> None:  # type: ignore[no-untyped-def]
     intent = parse_query(request_text, catalogue_years=(1922, 1998))
     assert intent.include == include and (intent.year_min, intent.year_max) == years
+
+
+@pytest.mark.parametrize(
+    ("request_text", "years"),
+    [
+        ("a crime movie from the seventies or later", (1970, None)),
+        ("the 80s onwards, a comedy", (1980, None)),
+        ("a western, the fifties or earlier", (None, 1959)),
+        ("a mystery, nothing too modern, before 1980", (None, 1979)),  # a degree, not "recent"
+        ("not too old, a drama", (None, None)),
+        ("a recent comedy", (1995, None)),
+    ],
+)
+def test_open_decades_and_time_degrees(request_text, years) -> None:  # type: ignore[no-untyped-def]
+    intent = parse_query(request_text, catalogue_years=(1922, 1998))
+    assert (intent.year_min, intent.year_max) == years

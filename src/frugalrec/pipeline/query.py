@@ -232,6 +232,13 @@ _NEG_BEFORE = re.compile(
     r"filmed|shot|anything|stuff|films?|movies?)\s+)?$",
     re.IGNORECASE,
 )
+# After a decade: "the seventies or later", "the 80s onwards" (open above); "or earlier".
+_DECADE_ON = re.compile(
+    r"^\s*(?:or|and)\s+(?:later|after|newer|since|up)\b|^\s*on(?:wards?)?\b", re.I
+)
+_DECADE_UNTIL = re.compile(r"^\s*(?:or|and)\s+(?:earlier|before|older)\b", re.IGNORECASE)
+# "not too modern", "nothing very old": a degree says neither newer nor older.
+_TIME_DEGREE = re.compile(rf"\b{_DEGREE}\s+[a-z-]+", re.IGNORECASE)
 _RANGE = re.compile(
     rf"\b(?:between\s+{_Y}\s+and\s+{_Y}|from\s+{_Y}\s*(?:to|till|until|through|-|–)\s*{_Y}|"
     rf"{_Y}\s*(?:-|–|to)\s*{_Y})\b",
@@ -378,6 +385,8 @@ def _parse_years(intent: QueryIntent, text: str, span: tuple[int, int] | None) -
         return
     decades: list[tuple[int, int]] = []
     negated: list[tuple[int, int]] = []
+    open_min: list[int] = []
+    open_max: list[int] = []
     for m in _DECADE.finditer(text):  # "the forties or fifties": both
         part, century, digit, word = m.group(1), m.group(2), m.group(3), m.group(4)
         decade = _DECADE_WORDS[word.lower()] if word else int(digit)
@@ -385,8 +394,18 @@ def _parse_years(intent: QueryIntent, text: str, span: tuple[int, int] | None) -
         lo = base + decade * 10
         off = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get((part or "").lower(), (0, 9))
         neg = _NEG_BEFORE.search(text[: m.start()].rstrip() + " ")
-        (negated if neg else decades).append((lo + off[0], lo + off[1]))
-    if decades:
+        if neg:
+            negated.append((lo + off[0], lo + off[1]))
+        elif _DECADE_ON.search(text[m.end() :]):
+            open_min.append(lo + off[0])
+        elif _DECADE_UNTIL.search(text[m.end() :]):
+            open_max.append(lo + off[1])
+        else:
+            decades.append((lo + off[0], lo + off[1]))
+    if open_min or open_max:
+        intent.year_min = min(open_min) if open_min else None
+        intent.year_max = max(open_max) if open_max else None
+    elif decades:
         intent.year_min, intent.year_max = min(d[0] for d in decades), max(d[1] for d in decades)
     elif negated:
         # One range can only keep one side of an excluded decade: the side with more of the
@@ -412,6 +431,7 @@ def _parse_years(intent: QueryIntent, text: str, span: tuple[int, int] | None) -
         rest = rx.sub(" ", rest)
     if intent.year_min is None and intent.year_max is None and (m := _FROM_YEAR.search(rest)):
         intent.year_min = intent.year_max = _first_year(m, span)
+    rest = _TIME_DEGREE.sub(" ", rest)
     if span is not None:
         lo, hi = span
         # "old": the older half of the span (ml-100k: up to 1960); "recent": its newest
