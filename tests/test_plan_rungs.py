@@ -111,3 +111,31 @@ def test_llm_rungs_join_the_grid_where_their_measured_cost_fits_the_budget() -> 
         r for r in RUNGS if r in chosen
     ]
     assert rungs_within_budget(RUNGS, 16, 1.0)[0] == ()
+
+
+def test_training_seconds_are_projected_to_other_hardware_by_fp32_peak() -> None:
+    from frugalrec.cost.records import CostRecord
+
+    raw = {
+        "config": {"name": "ease+llm+lora"},
+        "quality": {"ndcg@10": 0.37},
+        "cost": {"p50_ms": 900.0, "p95_ms": 950.0, "p99_ms": 1000.0, "qps": 1.0,
+                 "peak_rss_mb": 600.0},
+        "hardware": "local",
+        "projections": {"t4": {"p50_ms": 30.0, "p95_ms": 35.0, "p99_ms": 40.0, "qps": 30.0}},
+        "training": {"wall_seconds": 1000.0},
+    }  # fmt: skip
+    profiles = {
+        "local": {"usd_per_hour": 0.09, "memory_gb": 16, "peak_flops": {"fp32": 40e9}},
+        "t4": {"usd_per_hour": 0.526, "memory_gb": 16, "peak_flops": {"fp32": 8.1e12}},
+        "mystery": {"usd_per_hour": 1.0, "memory_gb": 16},  # no peak: not projected
+    }
+    rec = CostRecord.from_dict(raw)
+    rec.projections["mystery"] = dict(rec.projections["t4"])
+    out = plan([rec], ["local", "t4", "mystery"], profiles, retrain_days=7)["hardware"]
+    local, t4, mystery = (out[h]["training"] for h in ("local", "t4", "mystery"))
+    assert local["seconds"] == 1000.0 and local["seconds_basis"] == "measured"
+    assert t4["seconds"] == pytest.approx(1000.0 * 40e9 / 8.1e12)
+    assert t4["seconds_basis"].startswith("projected") and t4["measured_seconds"] == 1000.0
+    assert t4["one_off_usd"] == pytest.approx(t4["seconds"] / 3600 * 0.526)
+    assert mystery["seconds"] == 1000.0 and "not projected" in mystery["seconds_basis"]

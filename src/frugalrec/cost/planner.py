@@ -120,7 +120,7 @@ def plan(
     limits = _Limits(p99_ms, max_memory_mb, qps, budget_usd_month, min_ndcg, metric, retrain_days)
     out: dict[str, Any] = {}
     for hw in hardware:
-        out[hw] = _plan_one(records, hw, profiles.get(hw), limits)
+        out[hw] = _plan_one(records, hw, profiles.get(hw), limits, profiles)
     return {
         "hardware": out,
         "constraints": {
@@ -217,7 +217,11 @@ def format_plan_table(plan_dict: Mapping[str, Any]) -> str:
 
 
 def _plan_one(
-    records: Sequence[CostRecord], hw: str, profile: Any, limits: _Limits
+    records: Sequence[CostRecord],
+    hw: str,
+    profile: Any,
+    limits: _Limits,
+    profiles: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     usd_per_hour = _profile_value(profile, "usd_per_hour")
     memory_gb = _profile_value(profile, "memory_gb")
@@ -236,7 +240,8 @@ def _plan_one(
         if q is None or isinstance(q, bool) or not isinstance(q, int | float):
             continue
         planned, note = planning_quality(rec, limits.metric)
-        opt = _option(rec, cost, source, planned, usd_per_hour, hardware_mb, limits)
+        scale = _training_scale(rec.hardware, hw, profiles or {})
+        opt = _option(rec, cost, source, planned, usd_per_hour, hardware_mb, limits, scale)
         opt.quality_note = note
         options.append(opt)
     if not options:
@@ -322,19 +327,54 @@ def planning_quality(rec: CostRecord, metric: str) -> tuple[float, str | None]:
     )
 
 
+def _peak_fp32(profile: Any) -> float | None:
+    """fp32 peak FLOP/s of a profile (a HardwareProfile or a mapping), None if unknown."""
+    raw = (
+        profile.get("peak_flops")
+        if isinstance(profile, Mapping)
+        else getattr(profile, "peak_flops", None)
+    )
+    peak = raw.get("fp32") if isinstance(raw, Mapping) else None
+    return float(peak) if peak and float(peak) > 0 else None
+
+
+def _training_scale(measured_on: str, hw: str, profiles: Mapping[str, Any]) -> float | None:
+    """Training seconds on ``hw`` per second measured on ``measured_on``: the ratio of their
+    fp32 peak FLOP/s (training here runs in float32; compute-bound, so on an accelerator
+    where kernel launches bind a small model this is a lower bound). 1.0 on the machine it
+    was measured on; None where a peak is unknown."""
+    if hw == measured_on:
+        return 1.0
+    a, b = _peak_fp32(profiles.get(measured_on)), _peak_fp32(profiles.get(hw))
+    return a / b if a and b else None
+
+
 def _training_cost(
-    rec: CostRecord, usd_per_hour: float | None, retrain_days: float | None
+    rec: CostRecord,
+    usd_per_hour: float | None,
+    retrain_days: float | None,
+    scale: float | None = 1.0,
 ) -> dict[str, Any] | None:
-    """One-off and monthly $ of a fine-tuned configuration's training (None if it has none)."""
+    """One-off and monthly $ of a fine-tuned configuration's training (None if it has none).
+
+    ``scale``: training seconds here per second measured on ``rec.hardware``
+    (:func:`_training_scale`); None keeps the measured seconds, flagged as not projected."""
     if not rec.training:
         return None
-    seconds = float(rec.training["wall_seconds"])
+    measured = float(rec.training["wall_seconds"])
+    seconds = measured * (scale if scale is not None else 1.0)
     once = seconds / 3600.0 * usd_per_hour if usd_per_hour is not None else None
     per_month = 0.0
     if once is not None and retrain_days:
         per_month = once * (HOURS_PER_MONTH / 24.0) / retrain_days
     return {
         "seconds": seconds,
+        "measured_seconds": measured,
+        "seconds_basis": "measured"
+        if scale == 1.0
+        else "projected: fp32 peak FLOP/s ratio, compute-bound (a lower bound where launches bind)"
+        if scale is not None
+        else "measured elsewhere, not projected (no fp32 peak for one of the machines)",
         "measured_on": rec.hardware,
         "one_off_usd": once,
         "retrain_days": retrain_days,
@@ -350,6 +390,7 @@ def _option(
     usd_per_hour: float | None,
     hardware_mb: float | None,
     limits: _Limits,
+    training_scale: float | None = 1.0,
 ) -> _Option:
     per_machine = qps_per_machine(cost)
     if limits.qps is None:
@@ -358,7 +399,7 @@ def _option(
         # The epsilon keeps 500 / 250.0000001-style float noise from buying a third machine.
         machines = max(1, math.ceil(limits.qps / per_machine - 1e-9))
     usd = machines * usd_per_hour * HOURS_PER_MONTH if usd_per_hour is not None else None
-    training = _training_cost(rec, usd_per_hour, limits.retrain_days)
+    training = _training_cost(rec, usd_per_hour, limits.retrain_days, training_scale)
     if usd is not None and training is not None:
         usd += training["usd_per_month"]
     memory = float(cost.get("peak_rss_mb") or 0.0)
@@ -531,9 +572,12 @@ def _reason(
             f"[{float(lo):+.4f}, {float(hi):+.4f}] over the cheap stage ({gain['users']} users)."
         )
         if best.training:
+            t = best.training
+            where = "measured" if t["seconds_basis"] == "measured" else "projected"
             text += (
-                f" Training: {best.training['seconds']:.0f} s on {best.training['measured_on']}"
-                f" ({_usd(best.training['usd_per_month'])}/month with retraining)."
+                f" Training: {t['seconds']:,.0f} s {where} on {hw} (measured"
+                f" {t['measured_seconds']:,.0f} s on {t['measured_on']}),"
+                f" {_usd(t['usd_per_month'])}/month with retraining."
             )
     if nxt is None:
         return text + f" No configuration with data on {hw} has higher {label}."
