@@ -93,8 +93,8 @@ def plan(
 
     A record with a ``training`` block (a fine-tuned configuration) also pays for its
     training: one-off ``wall_seconds / 3600 * usd_per_hour``, plus that again every
-    ``retrain_days`` days, added to $/month (seconds as measured on the record's machine;
-    not projected to other profiles).
+    ``retrain_days`` days, added to $/month. Seconds are as measured on the record's machine
+    and, on other profiles, scaled by the ratio of fp32 peak FLOP/s (labelled projected).
 
     ``qps`` is the total load to serve: machines = max(1, ceil(qps / per-machine QPS)), and
     cost per month = machines * ``usd_per_hour`` * 730. ``max_memory_mb`` bounds each
