@@ -78,8 +78,11 @@ def test_plan_counts_an_llm_gain_only_when_its_interval_is_above_zero() -> None:
     # planned at the cheap stage's quality, the LLM only costs more: the cheap stage wins,
     # and the plan says why the higher measured figure was not taken
     assert out["config"]["name"] == "ease"
-    assert out["not_shown"] == [{"config": "ease+llm", "quality": 0.366, "planned_at": 0.360,
-                                 "note": note}]  # fmt: skip
+    (entry,) = out["not_shown"]
+    assert {k: entry[k] for k in ("config", "quality", "planned_at", "note", "p99_ms")} == {
+        "config": "ease+llm", "quality": 0.366, "planned_at": 0.360, "note": note,
+        "p99_ms": 900.0}  # fmt: skip
+    assert entry["usd_per_month"] == pytest.approx(730.0) and entry["training"] is None
     assert "`ease+llm`: its NDCG@10 change" in out["reason"]
     assert out["next_better"] is None  # nothing is shown better than the cheap stage
 

@@ -293,6 +293,9 @@ def _plan_one(
                 "quality": float(o.record.quality[limits.metric]),
                 "planned_at": o.quality,
                 "note": o.quality_note,
+                "usd_per_month": o.usd_per_month,
+                "training": o.training,
+                "p99_ms": o.p99,
             }
             for o in unshown
         ],
@@ -596,7 +599,16 @@ def _reason(
 
 def _unshown_text(unshown: Sequence[_Option]) -> str:
     """Configurations whose raw quality beats the pick but whose LLM gain is not shown."""
-    return "".join(f" `{o.name}`: {o.quality_note}." for o in unshown)
+    out = []
+    for o in unshown:
+        price = ""
+        if o.usd_per_month is not None:
+            price = f" (it would cost {_usd(o.usd_per_month)}/month"
+            if o.training:
+                price += f", {_usd(o.training['usd_per_month'])} of it retraining"
+            price += ")"
+        out.append(f" `{o.name}`: {o.quality_note}{price}.")
+    return "".join(out)
 
 
 def _next_dict(best: _Option, nxt: _Option, hw: str) -> dict[str, Any]:
