@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,25 +34,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("recommend", help="top-k for a user, optionally LLM re-ranked and explained")
-    _common(p)
-    p.add_argument("--rerank", choices=["none", "llm"], default="none")
-    p.add_argument("--candidates", type=int, default=10, help="K candidates the LLM re-ranks")
-    p.add_argument("--weight", type=float, default=0.3, help="LLM share of the blended score")
+def add_adapter_args(p: argparse.ArgumentParser) -> None:
+    """``--llm-adapter DIR`` and ``--llm-adapter-runtime`` (recommend and serve)."""
     p.add_argument(
         "--llm-adapter",
+        type=Path,
         metavar="DIR",
-        help="a LoRA adapter folder (python -m frugalrec.bench.lora train)",
+        help="a LoRA adapter folder for --llm (python -m frugalrec.bench.lora train)",
     )
     p.add_argument(
         "--llm-adapter-runtime",
         choices=["llama-cpp", "transformers"],
         default="llama-cpp",
         help="llama-cpp: the adapter exported to GGUF on the quantised base (default: loads in"
-        " 0.2 s, half the memory);"
-        " transformers: peft on the dequantised float32 base (1.7x faster per request here)",
+        " 0.2 s, fits the LLM worker's restart budget, half the memory); transformers: peft on"
+        " the dequantised float32 base (1.2-1.7x faster per request on the reference CPU)",
     )
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("recommend", help="top-k for a user, optionally LLM re-ranked and explained")
+    _common(p)
+    p.add_argument("--rerank", choices=["none", "llm"], default="none")
+    p.add_argument("--candidates", type=int, default=10, help="K candidates the LLM re-ranks")
+    p.add_argument("--weight", type=float, default=0.3, help="LLM share of the blended score")
+    add_adapter_args(p)
     p.add_argument(
         "--explain",
         nargs="?",

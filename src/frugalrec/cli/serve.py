@@ -82,19 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="the re-ranker's LLM (models list: smollm2-135m, gemma3-270m, qwen2.5-0.5b, "
         "qwen2.5-1.5b; see frugalrec models list)",
     )
-    p.add_argument(
-        "--llm-adapter",
-        type=Path,
-        metavar="DIR",
-        help="a LoRA adapter folder for --llm (python -m frugalrec.bench.lora train)",
-    )
-    p.add_argument(
-        "--llm-adapter-runtime",
-        choices=["llama-cpp", "transformers"],
-        default="llama-cpp",
-        help="llama-cpp (default: loads in 0.2 s, fits the worker's restart budget) or "
-        "transformers (peft on the float32 base)",
-    )
+    from frugalrec.cli.recommend import add_adapter_args
+
+    add_adapter_args(p)
     p.add_argument(
         "--intent-llm",
         metavar="NAME",
