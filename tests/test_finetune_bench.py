@@ -95,3 +95,36 @@ def test_bench_fills_training_for_a_fine_tuned_configuration(tmp_path, monkeypat
     finally:
         for n in names:  # the fine-tuned weights (about 90 MB each) leave the user cache
             shutil.rmtree(cache_dir("finetuned") / n, ignore_errors=True)
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_serve_fine_tunes_the_encoder_its_config_asks_for(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A served config with ``finetune`` gets a fine-tuned encoder (as bench measures it),
+    not silently the frozen one."""
+    import numpy as np
+
+    from frugalrec._io import cache_dir
+    from frugalrec.data.example import write_example
+    from frugalrec.data.sources import DataSource, load_dataset
+    from frugalrec.serve.training import catalogue_vectors
+
+    monkeypatch.setenv("FRUGALREC_PSEUDONYM_KEY", base64.urlsafe_b64encode(b"s" * 32).decode())
+    shop = write_example(tmp_path / "shop", n_items=60, n_users=60, n_interactions=900)
+    ds = load_dataset(DataSource(interactions=str(shop["interactions"]), items=str(shop["items"])))
+    plain = PipelineConfig(model="textmap", encoder="minilm", backend="torch")
+    tuned = plain.replace(finetune={"epochs": 1, "max_pairs": 32, "batch_size": 16, "lr": 1e-4},
+                          name="")  # fmt: skip
+    enc0, v0 = catalogue_vectors(plain, ds)
+    enc1, v1 = catalogue_vectors(tuned, ds)
+    name = str(getattr(enc1, "name", ""))
+    try:
+        assert name.startswith("minilm-ft-") and not str(getattr(enc0, "name", "")).startswith(
+            "minilm-ft-"
+        )
+        assert v0 is not None and v1 is not None and v0.shape == v1.shape
+    finally:
+        shutil.rmtree(cache_dir("finetuned") / name, ignore_errors=True)
+    # valid may keep the frozen weights (then the vectors match); the encoder is still the
+    # fine-tune's registered one, trained on the served data's training rows
+    assert np.isfinite(v1).all()

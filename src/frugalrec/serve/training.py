@@ -105,7 +105,18 @@ def catalogue_vectors(config: PipelineConfig, dataset: Dataset) -> tuple[Any, np
     from frugalrec.text import load_encoder
     from frugalrec.text.features import encode_items
 
-    encoder = load_encoder(config.encoder, None if config.backend == "none" else config.backend)
+    name = config.encoder
+    if config.finetune:
+        # As bench measures it: fine-tuned on a seeded random split's training rows, valid
+        # picks the epoch; cached by data and config, so a restart reuses the weights.
+        from frugalrec.data.splits import make_split
+        from frugalrec.evaluate.finetune import finetune_for_split
+        from frugalrec.text.finetune import FinetuneConfig
+
+        split = make_split(dataset, "random", seed=42)
+        fcfg = FinetuneConfig.from_dict(config.finetune)
+        name = finetune_for_split(split, config.encoder, config=fcfg).name
+    encoder = load_encoder(name, None if config.backend == "none" else config.backend)
     return encoder, encode_items(dataset, encoder=encoder)
 
 
