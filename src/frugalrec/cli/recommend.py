@@ -113,23 +113,20 @@ def _setup(args: argparse.Namespace, need_llm: bool, llm_explain: bool = False) 
     cost["load_and_fit_ms"] = (time.perf_counter() - t) * 1e3
     llm: Any = None
     if need_llm:
-        from frugalrec.llm.runtime import load_llm
+        from frugalrec.llm.lora import check_adapter, load_reranker_llm
 
         t = time.perf_counter()
         adapter = getattr(args, "llm_adapter", None)
+        rt = getattr(args, "llm_adapter_runtime", "llama-cpp")
         if adapter:
-            from frugalrec.llm.lora import check_adapter, load_adapter_llm
-
             try:
                 check_adapter(adapter, args.llm)
             except ValueError as exc:
                 raise UsageError(f"--llm-adapter: {exc}") from None
-            rt = getattr(args, "llm_adapter_runtime", "llama-cpp")
             _status(f"loading {args.llm} + LoRA {adapter} ({rt})...", args.json)
-            llm = load_adapter_llm(args.llm, adapter, runtime=rt)
         else:
             _status(f"loading {args.llm} (llama.cpp, in a worker process)...", args.json)
-            llm = load_llm(args.llm)
+        llm = load_reranker_llm(args.llm, adapter, runtime=rt)
         cost["llm_load_ms"] = (time.perf_counter() - t) * 1e3
     rerank = getattr(args, "rerank", "none") == "llm"
     rcfg = None

@@ -269,10 +269,11 @@ class _Charts:
                     delta, ci = _float(g.get("delta")), g.get("ci95") or [None, None]
                     if bool(g.get("fine_tuned")) != tuned or not usd or delta is None:
                         continue
+                    c_lo, c_hi = _float(ci[0]), _float(ci[1])
                     xs.append(usd)
                     ys.append(delta)
-                    lo.append(delta - (_float(ci[0]) or delta))
-                    hi.append((_float(ci[1]) or delta) - delta)
+                    lo.append(delta - (delta if c_lo is None else c_lo))
+                    hi.append((delta if c_hi is None else c_hi) - delta)
                     train = ""
                     if rec.training:
                         train = (f"<br>training {float(rec.training['wall_seconds']):,.0f} s on "
@@ -280,7 +281,7 @@ class _Charts:
                     hover.append(
                         f"{html.escape(rec.name)} on {html.escape(hw)}<br>"
                         f"{metric_label(str(g.get('metric', QUALITY)))} change {delta:+.4f} "
-                        f"[{_num(_float(ci[0]), 4)}, {_num(_float(ci[1]), 4)}], "
+                        f"[{_num(c_lo, 4)}, {_num(c_hi, 4)}], "
                         f"{int(g.get('users', 0))} users<br>${usd:,.2f} per 1M requests{train}"
                     )
                 if xs:

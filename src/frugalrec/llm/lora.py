@@ -420,6 +420,22 @@ def load_adapter_llm(
     return WorkerLLM(f"{__name__}:_worker_factory", kwargs, name=name)
 
 
+def load_reranker_llm(
+    name: str,
+    adapter: str | Path | None = None,
+    *,
+    runtime: str = DEFAULT_ADAPTER_RUNTIME,
+    threads: int | None = None,
+) -> Any:
+    """The re-ranker's LLM in its worker process: ``name`` as packaged, or with the LoRA
+    ``adapter`` served by ``runtime`` (a bad folder is a ValueError naming the file)."""
+    if adapter:
+        return load_adapter_llm(name, adapter, threads, runtime=runtime)
+    from frugalrec.llm.runtime import load_llm
+
+    return load_llm(name, threads=threads)
+
+
 def _worker_factory(name: str, adapter: str, threads: int, in_process: bool, runtime: str) -> Any:
     """Built in the worker process (``runtime`` is the class's label, e.g. llama-cpp+lora)."""
     by_label = {cls.runtime: cls for cls in ADAPTER_RUNTIMES.values()}

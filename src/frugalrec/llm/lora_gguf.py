@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def export_gguf_adapter(folder: str | Path, base: str, base_path: str | Path) ->
         raise ValueError(f"{folder / 'adapter_config.json'}: llama.cpp serves plain LoRA only")
     geometry = base_geometry(base_path)
     tensors = adapter_tensors(load_file(str(src)), geometry)
-    tmp = out.with_suffix(".gguf.tmp")
+    tmp = out.with_suffix(f".gguf.{os.getpid()}.tmp")
     writer = gguf.GGUFWriter(str(tmp), geometry["arch"])
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")

@@ -28,16 +28,12 @@ class LLMTier:
     def __init__(self, settings: ServeSettings, dataset: Dataset, llm: Any = None) -> None:
         from frugalrec.llm.reranker import LLMReranker, RerankerConfig
 
-        if llm is None and settings.llm_adapter is not None:
-            from frugalrec.llm.lora import load_adapter_llm
+        if llm is None:
+            from frugalrec.llm.lora import load_reranker_llm
 
-            llm = load_adapter_llm(
+            llm = load_reranker_llm(
                 settings.llm_model, settings.llm_adapter, runtime=settings.llm_adapter_runtime
             )
-        elif llm is None:
-            from frugalrec.llm.runtime import load_llm
-
-            llm = load_llm(settings.llm_model)
         self.settings = settings
         self.llm = llm
         self.reranker = LLMReranker(
